@@ -1,0 +1,249 @@
+"""The runtime's ASGI app: one function served over KServe V1 and Open Inference Protocol V2.
+
+Routes (the model name is the function name):
+  GET  /                      V1 server status          GET  /healthz           readiness probe
+  GET  /v1/models             V1 model list             GET  /v1/models/{m}     V1 model status
+  POST /v1/models/{m}:predict V1 predict (instances | inputs)
+  GET  /v2                    server metadata           GET  /v2/health/live, /v2/health/ready
+  GET  /v2/models/{m}[/versions/{v}]           model metadata
+  GET  /v2/models/{m}[/versions/{v}]/ready     model readiness
+  POST /v2/models/{m}[/versions/{v}]/infer     inference (JSON or binary tensor extension)
+
+JSON versus binary is decided by the `Inference-Header-Content-Length` header alone: clients send no
+Content-Type (tritonclient's sync client) or a wrong one (its aio client says octet-stream for JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from functions.http import (
+    BINARY_TYPE,
+    JSON_TYPE,
+    ClientDisconnected,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_json,
+    send_response,
+)
+from functions.loaders import LoadedFunction, load_function
+from functions.runner import ModelRunner
+from functions.validation import check_inputs, check_produced_outputs, check_requested_outputs
+from protocol.inference_errors import (
+    InferenceError,
+    MethodNotAllowed,
+    ModelNotFound,
+    Unavailable,
+    Unsupported,
+)
+from protocol.manifest import FunctionManifest, load_manifest
+from protocol.v1 import decode_predict_request, encode_predict_response
+from protocol.v2 import BINARY_EXTENSION
+from protocol.v2_codec import decode_infer_request, encode_infer_response, parse_header_length
+
+log = logging.getLogger("zeroserve.functions")
+
+SERVER_NAME = "zeroserve"
+SERVER_VERSION = "0.1.0"
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def create_app(function_dir: str | Path, *, manifest: FunctionManifest | None = None,
+               revision: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FunctionApp:
+    """Load the function now (a forked replica loads, then serves) and return its ASGI app."""
+    function_dir = Path(function_dir)
+    if manifest is None:
+        manifest = load_manifest(function_dir)
+    function = load_function(function_dir, manifest)
+    return FunctionApp(function, manifest, revision=revision, max_body_bytes=max_body_bytes)
+
+
+class FunctionApp:
+    def __init__(self, function: LoadedFunction, manifest: FunctionManifest, *, revision: str | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+        self.function = function
+        self.manifest = manifest
+        self.model = manifest.name
+        self.revision = revision
+        self.max_body_bytes = max_body_bytes
+        self.runner = ModelRunner(function, manifest.name, manifest.batching)
+        # Loaded means ready; a supervisor draining this replica sets it False so probes fail first.
+        self.ready = True
+        self._extra_headers: Headers = [(b"zeroserve-revision", revision.encode())] if revision else []
+
+    @property
+    def versions(self) -> list[str]:
+        """Versions a client may name: the revision, when this app serves one."""
+        return [self.revision] if self.revision else []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                self.runner.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            handler, allowed = self._route(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use {allowed[0]}")
+            await handler(scope, receive, send)
+        except ClientDisconnected:
+            return
+        except InferenceError as exc:
+            headers = list(self._extra_headers)
+            if isinstance(exc, MethodNotAllowed):
+                headers.append((b"allow", ", ".join(self._route(scope["path"])[1]).encode()))
+            if isinstance(exc, Unavailable):
+                headers.append((b"retry-after", b"1"))
+            if exc.status >= 500 and not isinstance(exc, (Unavailable, Unsupported)):
+                request_id = uuid.uuid4().hex[:12]
+                log.error("request %s %s %s: %s", request_id, scope["method"], scope["path"], exc.message)
+                await send_json(send, exc.status, {"error": f"{exc.message} (request id {request_id})"}, headers)
+                return
+            await send_json(send, exc.status, {"error": exc.message}, headers)
+        except Exception:
+            request_id = uuid.uuid4().hex[:12]
+            log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
+            await send_json(send, 500, {"error": f"internal error serving model '{self.model}' "
+                                                 f"(request id {request_id})"}, self._extra_headers)
+
+    # --- routing -------------------------------------------------------------------------------------
+
+    def _route(self, path: str) -> tuple[Handler, tuple[str, ...]]:
+        path = path.rstrip("/") or "/"
+        fixed: dict[str, Handler] = {
+            "/": self._server_status, "/healthz": self._server_ready, "/v2": self._server_metadata,
+            "/v2/health/live": self._server_live, "/v2/health/ready": self._server_ready,
+            "/v1/models": self._v1_models,
+        }
+        if path in fixed:
+            return fixed[path], ("GET",)
+        if path.startswith("/v1/models/"):
+            rest = path[len("/v1/models/"):]
+            if rest.endswith(":predict"):
+                return self._bind(self._v1_predict, rest[: -len(":predict")], None), ("POST",)
+            return self._bind(self._v1_model_status, rest, None), ("GET",)
+        if path.startswith("/v2/models/"):
+            parts = path[len("/v2/models/"):].split("/")
+            model, version = parts[0], None
+            if len(parts) >= 3 and parts[1] == "versions":
+                version, parts = parts[2], [model, *parts[3:]]
+            action = parts[1] if len(parts) == 2 else None if len(parts) == 1 else "?"
+            if action is None:
+                return self._bind(self._v2_model_metadata, model, version), ("GET",)
+            if action == "ready":
+                return self._bind(self._v2_model_ready, model, version), ("GET",)
+            if action == "infer":
+                return self._bind(self._v2_infer, model, version), ("POST",)
+        return self._not_found, ()  # any method: an unknown path is 404 whatever the method
+
+    def _bind(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]], model: str,
+              version: str | None) -> Handler:
+        async def bound(scope: Scope, receive: Receive, send: Send) -> None:
+            self._check_model(model, version)
+            await handler(scope, receive, send)
+        return bound
+
+    def _check_model(self, model: str, version: str | None) -> None:
+        if model != self.model:
+            raise ModelNotFound(f"model '{model}' is not served here; this function serves '{self.model}'")
+        if version is not None and version not in self.versions:
+            served = f"; it serves version '{self.revision}'" if self.revision else " without versions"
+            raise Unsupported(f"model '{self.model}' version '{version}' is not served here{served}")
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise ModelNotFound(f"no route for {scope['path']}; this runtime serves /v2/... (Open Inference "
+                            "Protocol) and /v1/models/... (KServe V1)")
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable(f"model '{self.model}' is not ready")
+
+    # --- health and metadata -------------------------------------------------------------------------
+
+    async def _server_status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "alive"}, self._extra_headers)
+
+    async def _server_live(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"live": True}, self._extra_headers)
+
+    async def _server_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200 if self.ready else 503, {"ready": self.ready}, self._extra_headers)
+
+    async def _server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"name": SERVER_NAME, "version": SERVER_VERSION,
+                                    "extensions": [BINARY_EXTENSION]}, self._extra_headers)
+
+    async def _v2_model_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metadata = self.function.metadata
+        await send_json(send, 200, {
+            "name": self.model,
+            "versions": self.versions,
+            "platform": metadata.platform,
+            "inputs": [t.model_dump() for t in metadata.inputs],
+            "outputs": [t.model_dump() for t in metadata.outputs],
+        }, self._extra_headers)
+
+    async def _v2_model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200 if self.ready else 503, {"name": self.model, "ready": self.ready},
+                        self._extra_headers)
+
+    async def _v1_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"models": [self.model]}, self._extra_headers)
+
+    async def _v1_model_status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200 if self.ready else 503, {"name": self.model, "ready": self.ready},
+                        self._extra_headers)
+
+    # --- inference -----------------------------------------------------------------------------------
+
+    async def _v2_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._require_ready()
+        body = await read_body(scope, receive, self.max_body_bytes)
+        header_length = parse_header_length(header(scope, b"inference-header-content-length"), len(body))
+        request = decode_infer_request(body, header_length)
+        metadata = self.function.metadata
+        check_inputs(self.model, metadata, request.inputs)
+        check_requested_outputs(self.model, metadata, request.output_names)
+        outputs = await self.runner.infer(request.inputs)
+        check_produced_outputs(self.model, outputs, request.output_names)
+        encoded = encode_infer_response(self.model, outputs, request=request, model_version=self.revision)
+        headers = list(self._extra_headers)
+        if encoded.header_length is None:
+            headers.append(JSON_TYPE)
+        else:
+            headers += [BINARY_TYPE, (b"inference-header-content-length", str(encoded.header_length).encode())]
+        await send_response(send, 200, encoded.parts, headers)
+
+    async def _v1_predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._require_ready()
+        body = await read_body(scope, receive, self.max_body_bytes)
+        request = decode_predict_request(body, self.function.metadata.inputs)
+        check_inputs(self.model, self.function.metadata, request.inputs)
+        outputs = await self.runner.infer(request.inputs)
+        await send_response(send, 200, [encode_predict_response(request.format, outputs)],
+                            [JSON_TYPE, *self._extra_headers])
+

@@ -1,0 +1,77 @@
+"""Serve one function directory with uvicorn (uvloop + httptools, no access log).
+
+`zeroserve serve DIR` calls `serve`; `python -m functions.server DIR [--port P | --uds PATH]` does
+the same without the CLI. Port 0 picks a free port; the ready line names the one bound, so a parent
+process can read it instead of racing for a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from functions.app import FunctionApp, create_app
+from functions.loaders import LoadError
+from protocol.manifest import ManifestError
+
+READY_PREFIX = "zeroserve: serving"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, printing one line with the real URL once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, app: FunctionApp):
+        super().__init__(config)
+        self._function_app = app
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        config = self.config
+        if config.uds:
+            base = f"unix:{config.uds}"
+        else:
+            port = config.port
+            for server in self.servers:
+                for sock in server.sockets:
+                    port = sock.getsockname()[1]
+            base = f"http://{config.host}:{port}"
+        app = self._function_app
+        revision = f" revision {app.revision}" if app.revision else ""
+        print(f"{READY_PREFIX} function '{app.model}'{revision} ({app.function.source}) at {base} "
+              f"- try {base}/v2/models/{app.model}", flush=True)
+
+
+def serve(function_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, uds: str | None = None,
+          revision: str | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(function_dir, revision=revision)
+    except (ManifestError, LoadError) as exc:
+        print(f"zeroserve: cannot serve {function_dir}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    config = uvicorn.Config(
+        app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", lifespan="on",
+        access_log=False, log_level="warning",
+    )
+    _Server(config, app).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m functions.server", description=__doc__.splitlines()[0])
+    parser.add_argument("function_dir")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--uds", default=None, help="serve on this Unix socket instead of TCP")
+    parser.add_argument("--revision", default=None, help="revision name sent in the zeroserve-revision header")
+    args = parser.parse_args(argv)
+    serve(args.function_dir, host=args.host, port=args.port, uds=args.uds, revision=args.revision)
+
+
+if __name__ == "__main__":
+    main()

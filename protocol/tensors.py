@@ -1,0 +1,272 @@
+"""Tensor codecs between numpy and the Open Inference Protocol's two encodings.
+
+* JSON: `data` as a nested or flat list in row-major order (`decode_json_data`, `encode_json_data`).
+* The binary tensor extension: raw little-endian bytes after the JSON header; BYTES elements each
+  as a 4-byte little-endian length followed by the bytes (`decode_binary_data`, `encode_binary_data`).
+
+Codecs know nothing about HTTP (MLServer's split): they take names, datatypes, shapes and buffers
+and raise `TensorError` naming the tensor and the fault.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from protocol.inference_errors import TensorError
+
+# Explicit little-endian dtypes: the binary extension is little-endian whatever the host is.
+DATATYPE_DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+DATATYPES: tuple[str, ...] = tuple(DATATYPE_DTYPES)
+_INTEGER_DATATYPES = frozenset(d for d in DATATYPES if d.startswith(("INT", "UINT")))
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+_LENGTH = struct.Struct("<I")
+
+
+def numpy_dtype(datatype: str, tensor: str = "tensor") -> np.dtype:
+    """The numpy dtype of an OIP datatype; BYTES tensors are object arrays of `bytes`."""
+    try:
+        return DATATYPE_DTYPES[datatype]
+    except (KeyError, TypeError):
+        raise TensorError(
+            f"{tensor}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}"
+        ) from None
+
+
+def datatype_of(array: np.ndarray, tensor: str = "tensor") -> str:
+    """The OIP datatype that carries `array` (str/bytes/object arrays travel as BYTES)."""
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "b":
+        return "BOOL"
+    if kind in "iu" and size in (1, 2, 4, 8):
+        return f"{'UINT' if kind == 'u' else 'INT'}{size * 8}"
+    if kind == "f" and size in (2, 4, 8):
+        return f"FP{size * 8}"
+    if kind in "OSU":
+        return "BYTES"
+    raise TensorError(f"{tensor}: numpy dtype {array.dtype} has no Open Inference Protocol datatype")
+
+
+def check_shape(shape: object, tensor: str = "tensor") -> tuple[int, ...]:
+    """A request shape: a list of non-negative integers (JSON booleans are not integers)."""
+    if not isinstance(shape, list):
+        raise TensorError(f"{tensor}: shape must be a list of non-negative integers, got {shape!r}")
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
+            raise TensorError(f"{tensor}: shape {shape} has {dim!r}; dimensions are non-negative integers")
+    return tuple(shape)
+
+
+def element_count(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+# --- JSON -----------------------------------------------------------------------------------------
+
+def decode_json_data(tensor: str, datatype: str, shape: Sequence[int], data: object) -> np.ndarray:
+    """`data` (nested or flat list) -> array of `shape`; rejects values the datatype cannot hold."""
+    dtype = numpy_dtype(datatype, tensor)
+    count = element_count(shape)
+    if not isinstance(data, list):
+        raise TensorError(f"{tensor}: data must be a JSON array, got {type(data).__name__}")
+    if datatype == "BYTES":
+        flat = _flatten_bytes(tensor, data)
+        if len(flat) != count:
+            raise TensorError(
+                f"{tensor}: shape {list(shape)} needs {count} elements but data has {len(flat)}"
+            )
+        array = np.empty(count, dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
+    values = coerce_json_array(tensor, datatype, data)
+    if values.size != count:
+        raise TensorError(f"{tensor}: shape {list(shape)} needs {count} elements but data has {values.size}")
+    return values.reshape(shape)
+
+
+def coerce_json_array(tensor: str, datatype: str, data: list) -> np.ndarray:
+    """A (possibly nested) JSON list as an array of `datatype`, keeping its natural nesting as shape.
+
+    numpy infers the element kind first, so a string, null or fraction where an integer belongs is
+    caught here instead of being silently converted (np.asarray(["1"], dtype=float32) would be).
+    """
+    dtype = numpy_dtype(datatype, tensor)
+    if datatype == "BYTES":
+        raise TensorError(f"{tensor}: BYTES data cannot be coerced to numbers")
+    try:
+        raw = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise TensorError(f"{tensor}: data is a ragged nested list; rows must have equal lengths") from None
+    if raw.size == 0:
+        return np.zeros(raw.shape, dtype=dtype)
+    kind = raw.dtype.kind
+    if kind in "OUS":
+        raise TensorError(f"{tensor}: {datatype} data must hold only {_expected(datatype)}; found {_stray(data)}")
+    if datatype == "BOOL":
+        if kind == "b":
+            return raw
+        if kind in "iu" and bool(((raw == 0) | (raw == 1)).all()):
+            return raw.astype(np.bool_)
+        raise TensorError(f"{tensor}: BOOL data must hold only true/false")
+    if datatype in _INTEGER_DATATYPES:
+        if kind not in "iu":
+            found = "booleans" if kind == "b" else "numbers with a fraction (or beyond 64-bit range)"
+            raise TensorError(f"{tensor}: {datatype} data must hold only integers; found {found}")
+        info = np.iinfo(dtype)
+        low, high = raw.min(), raw.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise TensorError(f"{tensor}: {bad} is out of range for {datatype} [{info.min}, {info.max}]")
+        return raw.astype(dtype, copy=False)
+    # Floats accept integers: JSON writers drop the ".0" of whole numbers.
+    if kind not in "iuf":
+        raise TensorError(f"{tensor}: {datatype} data must hold only numbers; found booleans")
+    return raw.astype(dtype, copy=False)
+
+
+def _expected(datatype: str) -> str:
+    if datatype == "BOOL":
+        return "true/false"
+    return "integers" if datatype in _INTEGER_DATATYPES else "numbers"
+
+
+def _stray(data: list) -> str:
+    """Name the first value that is not a number, for the error message."""
+    stack: list[Any] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(reversed(value))
+        elif value is None:
+            return "null"
+        elif isinstance(value, str):
+            return f"string {value[:40]!r}"
+        elif isinstance(value, dict):
+            return "an object"
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**64:
+            return f"{value} (too large for 64 bits)"
+    return "values of mixed kinds"
+
+
+def _flatten_bytes(tensor: str, data: list) -> list[bytes]:
+    flat: list[bytes] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            if not isinstance(value, str):
+                raise TensorError(f"{tensor}: BYTES data must hold only strings; found {type(value).__name__}")
+            flat.append(value.encode("utf-8"))
+        else:
+            stack.pop()
+    return flat
+
+
+def encode_json_data(tensor: str, array: np.ndarray) -> list:
+    """Array -> flat JSON list (the response carries the shape; flat is what Triton sends)."""
+    if array.dtype.kind in "OSU":
+        return [_as_text(tensor, value) for value in array.ravel()]
+    return array.ravel().tolist()
+
+
+def _as_text(tensor: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview, np.bytes_)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TensorError(
+                f"{tensor}: holds bytes that are not UTF-8 text; request it as binary data "
+                '(outputs: [{"name": ..., "parameters": {"binary_data": true}}])'
+            ) from None
+    return str(value)
+
+
+# --- binary extension ------------------------------------------------------------------------------
+
+def decode_binary_data(tensor: str, datatype: str, shape: Sequence[int], buffer: memoryview) -> np.ndarray:
+    """Raw bytes -> array of `shape` without copying where alignment allows (np.frombuffer)."""
+    dtype = numpy_dtype(datatype, tensor)
+    count = element_count(shape)
+    if datatype == "BYTES":
+        return deserialize_bytes_tensor(buffer, tensor, count).reshape(shape)
+    expected = count * dtype.itemsize
+    if len(buffer) != expected:
+        raise TensorError(
+            f"{tensor}: shape {list(shape)} of {datatype} needs {expected} bytes but binary_data_size "
+            f"is {len(buffer)}"
+        )
+    array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    if not array.flags.aligned:
+        # Inputs sit at arbitrary offsets in the body; kernels may assume natural alignment.
+        array = array.copy()
+    return array
+
+
+def encode_binary_data(tensor: str, array: np.ndarray) -> bytes | memoryview:
+    """Array -> the bytes the binary extension carries; a view for contiguous little-endian arrays."""
+    if array.dtype.kind in "OSU":
+        return serialize_bytes_tensor(array, tensor)
+    datatype = datatype_of(array, tensor)
+    contiguous = np.ascontiguousarray(array, dtype=DATATYPE_DTYPES[datatype])
+    return memoryview(contiguous).cast("B")
+
+
+def serialize_bytes_tensor(array: np.ndarray, tensor: str = "tensor") -> bytes:
+    """BYTES elements, row-major, each as a uint32 little-endian length then the bytes."""
+    parts: list[bytes] = []
+    for value in array.ravel():
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        elif isinstance(value, (bytes, bytearray, memoryview, np.bytes_)):
+            value = bytes(value)
+        else:
+            value = str(value).encode("utf-8")
+        parts.append(_LENGTH.pack(len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def deserialize_bytes_tensor(buffer: memoryview | bytes, tensor: str = "tensor", count: int | None = None
+                             ) -> np.ndarray:
+    """Inverse of `serialize_bytes_tensor`: a flat object array of `bytes`."""
+    view = memoryview(buffer)
+    items: list[bytes] = []
+    offset, end = 0, len(view)
+    while offset < end:
+        if end - offset < 4:
+            raise TensorError(f"{tensor}: BYTES data ends inside an element's 4-byte length")
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4
+        if offset + length > end:
+            raise TensorError(
+                f"{tensor}: BYTES element {len(items)} declares {length} bytes but only {end - offset} remain"
+            )
+        items.append(bytes(view[offset:offset + length]))
+        offset += length
+    if count is not None and len(items) != count:
+        raise TensorError(f"{tensor}: shape needs {count} BYTES elements but the data holds {len(items)}")
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
