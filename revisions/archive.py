@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -73,12 +74,17 @@ def extract_archive_stream(stream: BinaryIO, dest: Path, *, max_bytes: int = DEF
     try:
         with tarfile.open(fileobj=stream, mode="r:*") as tar:
             members = _checked_members(tar, max_bytes)
+            created = not dest.exists()
             dest.mkdir(parents=True, exist_ok=True)
             try:
                 tar.extractall(dest, members=members, filter="data")
-            except tarfile.FilterError as exc:
-                member = exc.tarinfo.name if getattr(exc, "tarinfo", None) is not None else None
-                raise ArchiveError(f"archive member '{member}': {exc}", member) from None
+            except BaseException as exc:
+                if created:  # a refused archive leaves nothing behind
+                    shutil.rmtree(dest, ignore_errors=True)
+                if isinstance(exc, tarfile.FilterError):
+                    member = exc.tarinfo.name if getattr(exc, "tarinfo", None) is not None else None
+                    raise ArchiveError(f"archive member '{member}': {exc}", member) from None
+                raise
     except (tarfile.ReadError, EOFError, gzip.BadGzipFile, tarfile.HeaderError) as exc:
         raise ArchiveError(f"not a readable tar or tar.gz archive: {exc}") from None
     return dest
