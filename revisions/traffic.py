@@ -70,7 +70,7 @@ def targets_from_json(data: Sequence[Mapping[str, Any]]) -> list[TrafficTarget]:
 def describe_split(targets: Sequence[TrafficTarget]) -> str:
     """'iris-00001=90, iris-00002=10 (canary)' -- how messages and events show a route."""
     parts = []
-    for t in targets:
+    for t in sorted(targets, key=_order):
         text = f"{t.ref}={t.percent}"
         if t.tag:
             text += f" ({t.tag})"
@@ -148,7 +148,12 @@ def normalise(targets: Sequence[TrafficTarget]) -> tuple[TrafficTarget, ...]:
                 continue
             untagged_at[t.ref] = len(merged)
         merged.append(t)
-    return tuple(merged)
+    return tuple(sorted(merged, key=_order))
+
+
+def _order(target: TrafficTarget) -> tuple[str, str]:
+    """Routes are kept sorted (by revision, then tag) so equal routes compare and print equal."""
+    return (target.ref, target.tag or "")
 
 
 def referenced_revisions(targets: Sequence[TrafficTarget], latest_ready: str | None) -> set[str]:

@@ -38,5 +38,22 @@ def quickstart(port: int = typer.Option(8080, "--port")) -> None:
     run_quickstart(port=port)
 
 
+# Control plane and its client (zeroserve/commands/).
+from zeroserve.commands.deploy import deploy  # noqa: E402
+from zeroserve.commands.functions import delete, describe, events, list_functions, revisions  # noqa: E402
+from zeroserve.commands.traffic import promote, rollback, traffic  # noqa: E402
+from zeroserve.commands.up import up  # noqa: E402
+
+app.command("up")(up)
+app.command("deploy")(deploy)
+app.command("ls")(list_functions)
+app.command("describe")(describe)
+app.command("revisions")(revisions)
+app.command("traffic")(traffic)
+app.command("rollback")(rollback)
+app.command("promote")(promote)
+app.command("delete")(delete)
+app.command("events")(events)
+
 if __name__ == "__main__":
     app()

@@ -120,7 +120,7 @@ def test_traffic_changes_rollback_and_promote(reg):
     deploy(reg, 1)
     deploy(reg, 2)
     route = reg.edit_traffic("iris", percents={"iris-00001": 90, "iris-00002": 10})
-    assert split(route) == [("iris-00002", 10, None), ("iris-00001", 90, None)]
+    assert split(route) == [("iris-00001", 90, None), ("iris-00002", 10, None)]
     with pytest.raises(TrafficError, match=r"must sum to 100, got 90 \(iris-00001=60, iris-00002=30\)"):
         reg.set_traffic("iris", [TrafficTarget("iris-00001", percent=60), TrafficTarget("iris-00002", percent=30)])
     with pytest.raises(TrafficError, match="unknown revision 'iris-00007'"):

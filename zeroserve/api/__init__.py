@@ -1,0 +1,7 @@
+"""The control-plane API (FastAPI): functions, revisions, traffic, events under /api/v1."""
+
+from zeroserve.api.app import API_PREFIX, create_control_app
+from zeroserve.api.context import ControlContext
+from zeroserve.api.deploys import DeployResult, DeployService
+
+__all__ = ["API_PREFIX", "ControlContext", "DeployResult", "DeployService", "create_control_app"]

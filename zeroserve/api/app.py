@@ -1,0 +1,34 @@
+"""The control-plane ASGI app: everything under /api/v1, OpenAPI at /api/v1/docs and /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+
+from zeroserve.api import events, functions, traffic
+from zeroserve.api.auth import TokenAuth
+from zeroserve.api.context import ControlContext
+from zeroserve.api.errors import install_error_handlers
+
+API_PREFIX = "/api/v1"
+
+
+def create_control_app(ctx: ControlContext) -> FastAPI:
+    app = FastAPI(
+        title="zeroserve control plane",
+        version="1",
+        description="Deploy functions, inspect revisions, split traffic. Every route needs "
+                    "`Authorization: Bearer <token>` (the token is in DATA/token).",
+        docs_url=f"{API_PREFIX}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    auth = [Depends(TokenAuth(ctx.token))]
+    for module in (functions, traffic, events):
+        app.include_router(module.build_router(ctx), prefix=API_PREFIX, dependencies=auth)
+
+    @app.get(f"{API_PREFIX}/healthz", tags=["health"], summary="Liveness (no token needed)")
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

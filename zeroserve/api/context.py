@@ -1,0 +1,33 @@
+"""What the control API's routes need from the platform, in one object (no module-level globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from revisions.registry import Registry
+from zeroserve.api.deploys import DeployService
+from zeroserve.settings import Settings
+
+
+@dataclass
+class ControlContext:
+    settings: Settings
+    registry: Registry
+    deployer: DeployService
+    token: str
+    # The platform's base URL once it is bound (the port may be chosen at start).
+    base_url: Callable[[], str]
+
+    def function_urls(self, function: str, tags: list[str] | None = None) -> dict[str, object]:
+        """Where a function answers: its host URL and path URL, and one host URL per tag (ARCHITECTURE §4)."""
+        base = self.base_url().rstrip("/")
+        scheme, _, rest = base.partition("://")
+        port = rest.rsplit(":", 1)[1] if ":" in rest else ""
+        suffix = f":{port}" if port else ""
+        domain = self.settings.domain
+        return {
+            "url": f"{scheme}://{function}.{domain}{suffix}/",
+            "path_url": f"{base}/fn/{function}/",
+            "tags": {tag: f"{scheme}://{tag}-{function}.{domain}{suffix}/" for tag in tags or []},
+        }

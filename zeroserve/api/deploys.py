@@ -1,0 +1,227 @@
+"""Deploys: build a function directory, record the revision and its route, collect unused artifacts.
+
+Transport-independent (the control API's upload and the git remote both call `deploy_dir`). The order
+is what makes a kill -9 at any instant safe: the builder stores the artifact, then one registry
+transaction records the revision and its route; an artifact stored by a build that never got recorded
+is an orphan that `sweep_orphans` removes at the next start.
+
+Deploys of one function are serialised (an asyncio lock per function, so a waiting deploy holds no
+thread); builds of different functions run in parallel on a thread pool (the smoke test inside a build
+is a child process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol.manifest import ManifestError, load_manifest
+from revisions.build_log import BuildLog
+from revisions.registry import DeployOutcome, Registry, Removal
+from revisions.store import ArtifactStore
+
+logger = logging.getLogger("zeroserve.deploys")
+
+LineSink = Callable[[str], None]
+
+
+@dataclass
+class DeployResult:
+    """The final word on a deploy: `created`, `unchanged` or `failed` (with the HTTP status to answer)."""
+
+    status: str
+    message: str
+    function: str | None = None
+    revision: str | None = None
+    digest: str | None = None
+    traffic: list[dict[str, Any]] | None = None
+    rollout: dict[str, Any] | None = None
+    http_status: int = 200
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status, "message": self.message, "function": self.function,
+                                "revision": self.revision, "digest": self.digest, "traffic": self.traffic,
+                                "rollout": self.rollout}
+        if not self.ok:
+            data["error"] = self.message
+        return data
+
+    @classmethod
+    def from_outcome(cls, outcome: DeployOutcome, log: list[str]) -> DeployResult:
+        return cls(
+            status=outcome.status, message=outcome.message, function=outcome.revision.function,
+            revision=outcome.revision.name, digest=outcome.revision.digest,
+            traffic=None if outcome.route is None else outcome.route.to_json()["targets"],
+            rollout=None if outcome.rollout is None else outcome.rollout.to_json(),
+            http_status=201 if outcome.status == "created" else 200, log=log,
+        )
+
+
+class DeployService:
+    def __init__(self, registry: Registry, store: ArtifactStore, *, keep_unrouted: int = 5,
+                 build_workers: int = 2, smoke_timeout: float = 120.0):
+        self.registry = registry
+        self.store = store
+        self.keep_unrouted = keep_unrouted
+        self.smoke_timeout = smoke_timeout
+        self._builds = ThreadPoolExecutor(max_workers=build_workers, thread_name_prefix="zeroserve-build")
+        self._function_locks: dict[str, asyncio.Lock] = {}
+        # Artifact deletion waits until no build is in flight: a build may be about to record a revision
+        # whose digest (already in the store, so not stored again) the registry no longer references.
+        self._gc_lock = threading.Lock()
+        self._builds_in_flight = 0
+        self._pending_gc: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---------------------------------------------------------------------------------------- deploy
+
+    async def deploy_dir(self, source_dir: Path, on_line: LineSink | None = None) -> DeployResult:
+        """Build `source_dir` and record it; never raises for a failed build (see `DeployResult`)."""
+        sink = on_line or (lambda _line: None)
+        function = _peek_function_name(source_dir)
+        lock = self._lock_for(function) if function is not None else None
+        if lock is not None and lock.locked():
+            sink(f"waiting for another deploy of {function} to finish")
+        if lock is None:
+            return await self._run(self._build_and_record, source_dir, sink)
+        async with lock:
+            return await self._run(self._build_and_record, source_dir, sink)
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a reference to a deploy task whose watcher may go away (the deploy still completes)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _build_and_record(self, source_dir: Path, sink: LineSink) -> DeployResult:
+        from revisions.builder import BuildError, build_function  # the builder imports the runtime's smoke test
+
+        clean = _PathScrubber(source_dir)
+        log = BuildLog(on_line=lambda line: sink(clean(line)))
+        with self._gc_lock:
+            self._builds_in_flight += 1
+        try:
+            try:
+                built = build_function(source_dir, self.store, log, smoke_timeout=self.smoke_timeout)
+            except BuildError as exc:
+                function = _peek_function_name(source_dir)
+                reason = clean(str(exc))
+                message = reason if reason.startswith("build failed") else f"build failed: {reason}"
+                self.registry.record_build_failure(function, message)
+                return DeployResult("failed", message, function=function, http_status=400,
+                                    log=[clean(line) for line in log.lines])
+            try:
+                outcome = self.registry.record_deploy(
+                    built.name, digest=built.digest, manifest=built.manifest, files=built.files,
+                    build_log=clean(log.text()), smoke=built.smoke,
+                )
+            except ValueError as exc:  # TrafficError: the manifest's traffic policy cannot apply
+                self.registry.record_build_failure(built.name, f"deploy refused: {exc}")
+                return DeployResult("failed", f"deploy refused: {exc}", function=built.name, digest=built.digest,
+                                    http_status=400, log=[clean(line) for line in log.lines])
+            if outcome.status == "created":
+                removal = self.registry.apply_retention(built.name, self.keep_unrouted)
+                for name in removal.revisions:
+                    log.info(f"retention: deleted unrouted revision {name}")
+                with self._gc_lock:
+                    self._pending_gc.update(removal.unused_digests)
+            return DeployResult.from_outcome(outcome, [clean(line) for line in log.lines])
+        finally:
+            with self._gc_lock:
+                self._builds_in_flight -= 1
+                self._collect_locked()
+
+    # ---------------------------------------------------------------------------------------- delete
+
+    async def delete_function(self, function: str) -> Removal:
+        async with self._lock_for(function):
+            return await self._run(self._delete, function)
+
+    def _delete(self, function: str) -> Removal:
+        removal = self.registry.delete_function(function)
+        with self._gc_lock:
+            self._pending_gc.update(removal.unused_digests)
+            self._collect_locked()
+        return removal
+
+    # ------------------------------------------------------------------------------- artifact garbage
+
+    def _collect_locked(self) -> None:
+        if self._builds_in_flight or not self._pending_gc:
+            return
+        pending, self._pending_gc = self._pending_gc, set()
+        for digest in sorted(pending):
+            if self.registry.digest_in_use(digest):
+                continue
+            try:
+                self.store.delete(digest)
+                logger.info("deleted unused artifact %s", digest)
+            except Exception:  # a store hiccup must not fail the deploy that triggered it
+                logger.exception("could not delete unused artifact %s; will retry", digest)
+                self._pending_gc.add(digest)
+
+    def sweep_orphans(self) -> list[str]:
+        """Delete stored artifacts no revision references (builds that never got recorded).
+
+        Only safe when no build is in flight, so the platform calls it at start, before serving.
+        """
+        with self._gc_lock:
+            if self._builds_in_flight:
+                return []
+            used = self.registry.digests_in_use()
+            orphans = [d for d in self.store.list_digests() if d not in used]
+            self._pending_gc.update(orphans)
+            self._collect_locked()
+            return orphans
+
+    # ------------------------------------------------------------------------------------------ misc
+
+    def _lock_for(self, function: str) -> asyncio.Lock:
+        lock = self._function_locks.get(function)
+        if lock is None:
+            lock = self._function_locks[function] = asyncio.Lock()
+        return lock
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._builds, fn, *args)
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run registry/store work off the event loop, on the default pool (not the build pool)."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def close(self) -> None:
+        self._builds.shutdown(wait=False, cancel_futures=True)
+
+
+def _peek_function_name(source_dir: Path) -> str | None:
+    """The function's name, to pick its lock; a broken manifest is the build's to report."""
+    try:
+        return load_manifest(source_dir).name
+    except (ManifestError, OSError):
+        return None
+
+
+class _PathScrubber:
+    """Build messages name files relative to the function directory, never the server's scratch path."""
+
+    def __init__(self, source_dir: Path):
+        root = str(Path(source_dir))
+        self._prefixes = [(root + "/", ""), (root, ".")]
+        resolved = str(Path(source_dir).resolve())
+        if resolved != root:
+            self._prefixes[:0] = [(resolved + "/", ""), (resolved, ".")]
+
+    def __call__(self, text: str) -> str:
+        for prefix, replacement in self._prefixes:
+            text = text.replace(prefix, replacement)
+        return text

@@ -1,0 +1,158 @@
+"""Functions and revisions: deploy (upload a function directory as tar.gz), list, describe, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from revisions.archive import extract_archive_file
+from revisions.registry import FunctionRecord
+from zeroserve.api.context import ControlContext
+from zeroserve.api.deploys import DeployResult
+from zeroserve.api.errors import ApiError
+
+NDJSON = "application/x-ndjson"
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": "The function directory as tar.gz (what `zeroserve deploy DIR` uploads).",
+        "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    "responses": {
+        "201": {"description": "A new revision (JSON); with `Accept: application/x-ndjson`, a stream of "
+                               "`{\"type\": \"log\", \"line\"}` lines and a final `{\"type\": \"result\"}`."},
+        "200": {"description": "Content unchanged: no new revision."},
+        "400": {"description": "Bad archive or failed build: `{\"error\"}` naming the file and the fault."},
+    },
+}
+
+
+def function_json(ctx: ControlContext, record: FunctionRecord) -> dict[str, Any]:
+    data = record.to_json()
+    tags = [t.tag for t in record.route.targets if t.tag] if record.route else []
+    data.update(ctx.function_urls(record.name, tags))
+    return data
+
+
+def build_router(ctx: ControlContext) -> APIRouter:
+    router = APIRouter(tags=["functions"])
+    registry, deployer = ctx.registry, ctx.deployer
+
+    @router.get("/functions", summary="List functions")
+    async def list_functions() -> list[dict[str, Any]]:
+        records = await deployer.run_blocking(registry.list_functions)
+        return [function_json(ctx, r) for r in records]
+
+    @router.post("/functions", summary="Deploy a function (upload its directory as tar.gz)", status_code=201,
+                 openapi_extra=_UPLOAD_DOC)
+    async def deploy(request: Request) -> Response:
+        workdir = Path(tempfile.mkdtemp(prefix="upload-", dir=_scratch(ctx)))
+        try:
+            source = await _receive_function_dir(ctx, request, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        stream = NDJSON in request.headers.get("accept", "")
+        if not stream:
+            try:
+                result = await deployer.deploy_dir(source)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            return JSONResponse({**result.to_json(), "log": result.log}, status_code=result.http_status)
+        return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
+
+    @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions")
+    async def describe(function: str) -> dict[str, Any]:
+        record = await deployer.run_blocking(registry.get_function, function)
+        revisions = await deployer.run_blocking(registry.list_revisions, function)
+        data = function_json(ctx, record)
+        data["revisions"] = [_revision_summary(r.to_json()) for r in revisions]
+        return data
+
+    @router.delete("/functions/{function}", summary="Delete a function, its revisions and unused artifacts")
+    async def delete(function: str) -> dict[str, Any]:
+        removal = await deployer.delete_function(function)
+        return {"deleted": function, "revisions": removal.revisions}
+
+    @router.get("/functions/{function}/revisions", summary="List a function's revisions")
+    async def revisions(function: str) -> list[dict[str, Any]]:
+        records = await deployer.run_blocking(registry.list_revisions, function)
+        return [_revision_summary(r.to_json()) for r in records]
+
+    @router.get("/functions/{function}/revisions/{revision}", summary="Describe a revision, with its build log")
+    async def revision(function: str, revision: str) -> dict[str, Any]:
+        record = await deployer.run_blocking(registry.get_revision, function, revision)
+        return record.to_json(with_log=True)
+
+    return router
+
+
+def _revision_summary(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("files", "manifest")} | {
+        "runtime": data["manifest"].get("runtime")}
+
+
+def _scratch(ctx: ControlContext) -> Path:
+    path = ctx.settings.scratch_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def _receive_function_dir(ctx: ControlContext, request: Request, workdir: Path) -> Path:
+    """Spool the upload to disk (bounded), then unpack it safely; 413 / 400 before any build starts."""
+    limit = ctx.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"upload is {declared} bytes; the limit is {limit} (max_upload_bytes)")
+    archive = workdir / "upload.tar.gz"
+    size = 0
+    with open(archive, "wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)")
+            out.write(chunk)
+    if size == 0:
+        raise ApiError(400, "deploy: the request body is empty; upload the function directory as tar.gz")
+    source = workdir / "function"
+    await ctx.deployer.run_blocking(extract_archive_file, archive, source)
+    archive.unlink()
+    return source
+
+
+async def _deploy_stream(ctx: ControlContext, source: Path, workdir: Path) -> AsyncIterator[bytes]:
+    """NDJSON: one `{"type": "log"}` object per build-log line as it happens, then the result.
+
+    The deploy runs as its own task: a client that disconnects stops watching, not the deploy.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def on_line(line: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, {"type": "log", "line": line})
+
+    async def run() -> None:
+        try:
+            result = await ctx.deployer.deploy_dir(source, on_line)
+        except Exception as exc:  # reported in the stream; the status line was sent long ago
+            result = DeployResult("failed", f"deploy failed: {exc}", http_status=500)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        final = {"type": "result" if result.ok else "error", "http_status": result.http_status, **result.to_json()}
+        # After every log line already queued by the build thread (call_soon_threadsafe keeps order).
+        loop.call_soon(queue.put_nowait, final)
+
+    ctx.deployer.keep(asyncio.create_task(run()))
+    while True:
+        item = await queue.get()
+        yield (json.dumps(item) + "\n").encode()
+        if item["type"] != "log":
+            return

@@ -1,0 +1,210 @@
+"""A Python client of the control API (what the CLI uses; scripts may too).
+
+    client = ControlClient.from_env()
+    result = client.deploy("examples/iris", on_line=print)
+    client.edit_traffic("iris", percents={"iris-00001": 90, "iris-00002": 10})
+
+Every refusal raises `ApiError` carrying the server's status and `{"error"}` message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from zeroserve.settings import DEFAULT_DATA_DIR, TOKEN_FILE
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+API = "/api/v1"
+
+
+class ApiError(Exception):
+    """A request the platform refused or could not answer; `status` is 0 when it was not reached."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+def resolve_server(server: str | None) -> str:
+    return (server or os.environ.get("ZEROSERVE_URL") or DEFAULT_SERVER).rstrip("/")
+
+
+def resolve_token(token: str | None, data_dir: str | Path | None = None) -> str | None:
+    """--token, else ZEROSERVE_TOKEN, else the token file of the local data dir (--data / ZEROSERVE_DATA)."""
+    if token:
+        return token
+    if os.environ.get("ZEROSERVE_TOKEN"):
+        return os.environ["ZEROSERVE_TOKEN"]
+    directory = Path(data_dir or os.environ.get("ZEROSERVE_DATA") or DEFAULT_DATA_DIR)
+    try:
+        return (directory / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+class ControlClient:
+    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = server.rstrip("/")
+        self._http = httpx.Client(base_url=self.server + API, headers=headers, timeout=timeout,
+                                  transport=transport)
+
+    @classmethod
+    def from_env(cls, server: str | None = None, token: str | None = None,
+                 data_dir: str | Path | None = None) -> ControlClient:
+        return cls(resolve_server(server), resolve_token(token, data_dir))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------ functions
+
+    def deploy(self, function_dir: str | Path, on_line: Callable[[str], None] | None = None,
+               *, timeout: float = 900.0) -> dict[str, Any]:
+        """Upload a function directory and follow its build; returns the final result object.
+
+        A failed build raises ApiError with the server's message (naming the file and the fault).
+        """
+        from revisions.archive import pack_function_dir
+
+        body = pack_function_dir(Path(function_dir))
+        headers = {"Content-Type": "application/gzip", "Accept": "application/x-ndjson"}
+        result: dict[str, Any] | None = None
+        with self._call_stream("POST", "/functions", content=body, headers=headers, timeout=timeout) as lines:
+            for item in lines:
+                if item.get("type") == "log":
+                    if on_line is not None:
+                        on_line(str(item.get("line", "")))
+                else:
+                    result = item
+        if result is None:
+            raise ApiError(0, "deploy: the platform closed the stream before the result (check its log)")
+        if result.get("type") == "error":
+            raise ApiError(int(result.get("http_status", 400)), str(result.get("error") or result.get("message")))
+        return result
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/functions")
+
+    def describe(self, function: str) -> dict[str, Any]:
+        return self._call("GET", f"/functions/{_seg(function)}")
+
+    def delete(self, function: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/functions/{_seg(function)}")
+
+    def revisions(self, function: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/functions/{_seg(function)}/revisions")
+
+    def revision(self, function: str, revision: str) -> dict[str, Any]:
+        return self._call("GET", f"/functions/{_seg(function)}/revisions/{_seg(revision)}")
+
+    # -------------------------------------------------------------------------------------- traffic
+
+    def traffic(self, function: str) -> dict[str, Any]:
+        return self._call("GET", f"/functions/{_seg(function)}/traffic")
+
+    def set_traffic(self, function: str, targets: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return self._call("PUT", f"/functions/{_seg(function)}/traffic", json={"targets": list(targets)})
+
+    def edit_traffic(self, function: str, *, percents: Mapping[str, int] | None = None,
+                     tags: Mapping[str, str] | None = None, untag: Sequence[str] = ()) -> dict[str, Any]:
+        body = {"percents": None if percents is None else dict(percents), "tags": dict(tags or {}),
+                "untag": list(untag)}
+        return self._call("PATCH", f"/functions/{_seg(function)}/traffic", json=body)
+
+    def tag(self, function: str, tag: str, revision: str) -> dict[str, Any]:
+        return self._call("PUT", f"/functions/{_seg(function)}/tags/{_seg(tag)}", json={"revision": revision})
+
+    def untag(self, function: str, tag: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/functions/{_seg(function)}/tags/{_seg(tag)}")
+
+    def rollback(self, function: str) -> dict[str, Any]:
+        return self._call("POST", f"/functions/{_seg(function)}/rollback")
+
+    def promote(self, function: str, tag: str) -> dict[str, Any]:
+        return self._call("POST", f"/functions/{_seg(function)}/promote", json={"tag": tag})
+
+    def events(self, function: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if function:
+            params["function"] = function
+        return self._call("GET", "/events", params=params)
+
+    # ------------------------------------------------------------------------------------ transport
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the platform at {self.server}: {exc}") from None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _error_message(response))
+        return response.json()
+
+    def _call_stream(self, method: str, path: str, *, timeout: float, **kwargs: Any) -> _LineStream:
+        return _LineStream(self, method, path, timeout, kwargs)
+
+
+class _LineStream:
+    """Context manager over an NDJSON response: yields one object per line, as lines arrive."""
+
+    def __init__(self, client: ControlClient, method: str, path: str, timeout: float, kwargs: dict[str, Any]):
+        self._client, self._method, self._path, self._timeout, self._kwargs = client, method, path, timeout, kwargs
+        self._context: Any = None
+
+    def __enter__(self) -> Iterator[dict[str, Any]]:
+        http = self._client._http
+        try:
+            self._context = http.stream(self._method, self._path, timeout=httpx.Timeout(self._timeout, connect=10),
+                                        **self._kwargs)
+            response = self._context.__enter__()
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the platform at {self._client.server}: {exc}") from None
+        if response.status_code >= 400:
+            response.read()
+            message = _error_message(response)
+            self._context.__exit__(None, None, None)
+            raise ApiError(response.status_code, message)
+        return self._lines(response)
+
+    def _lines(self, response: httpx.Response) -> Iterator[dict[str, Any]]:
+        try:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"lost the connection to the platform during the deploy: {exc}") from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._context is not None:
+            self._context.__exit__(*exc)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _seg(value: str) -> str:
+    """A path segment; names are DNS labels, but never let one add path parts."""
+    return quote(value, safe="")

@@ -1,0 +1,1 @@
+"""CLI commands, one module per group; zeroserve/cli.py registers them."""

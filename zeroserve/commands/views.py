@@ -1,0 +1,60 @@
+"""Tables for people: how functions, revisions, routes and events look in a terminal."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.table import Table
+
+
+def when(timestamp: float | None) -> str:
+    if not timestamp:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def split_text(traffic: dict[str, Any] | None) -> str:
+    return "-" if not traffic else str(traffic.get("split", "-"))
+
+
+def functions_table(functions: list[dict[str, Any]]) -> Table:
+    table = Table("NAME", "LATEST", "REVISIONS", "TRAFFIC", "URL", box=None, pad_edge=False)
+    for f in functions:
+        table.add_row(f["name"], f.get("latest_revision") or "-", str(f.get("revision_count", 0)),
+                      split_text(f.get("traffic")), f.get("url", ""))
+    return table
+
+
+def traffic_table(targets: list[dict[str, Any]], urls: dict[str, str] | None = None) -> Table:
+    table = Table("REVISION", "PERCENT", "TAG", "URL", box=None, pad_edge=False)
+    for t in targets:
+        ref = "@latest" if t.get("latest") else t.get("revision")
+        tag = t.get("tag")
+        table.add_row(str(ref), f"{t.get('percent', 0)}%", tag or "", (urls or {}).get(tag, "") if tag else "")
+    return table
+
+
+def revisions_table(revisions: list[dict[str, Any]], routed: dict[str, int]) -> Table:
+    table = Table("REVISION", "STATUS", "TRAFFIC", "RUNTIME", "DIGEST", "CREATED", box=None, pad_edge=False)
+    for r in revisions:
+        share = routed.get(r["name"])
+        table.add_row(r["name"], r.get("status", ""), "-" if share is None else f"{share}%",
+                      str(r.get("runtime") or "-"), r.get("digest", "")[:19], when(r.get("created")))
+    return table
+
+
+def events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table("TIME", "FUNCTION", "KIND", "MESSAGE", box=None, pad_edge=False)
+    for e in events:
+        table.add_row(when(e.get("time")), e.get("function") or "-", e.get("kind", ""), e.get("message", ""))
+    return table
+
+
+def routed_shares(traffic: dict[str, Any] | None, latest: str | None) -> dict[str, int]:
+    shares: dict[str, int] = {}
+    for t in (traffic or {}).get("targets", []):
+        name = latest if t.get("latest") else t.get("revision")
+        if name:
+            shares[name] = shares.get(name, 0) + int(t.get("percent", 0))
+    return shares

@@ -1,0 +1,96 @@
+"""Platform settings: one pydantic model, filled from defaults, then `ZEROSERVE_*` environment, then flags.
+
+The data directory holds everything the platform must not lose: the registry database, the artifact
+store (unless `artifacts` names S3), the API token and scratch space for builds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "ZEROSERVE_"
+DEFAULT_DATA_DIR = Path(".zeroserve")
+TOKEN_FILE = "token"
+# Settings read from the environment, by field name (ZEROSERVE_<NAME>); ZEROSERVE_DATA is the data dir.
+_ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": "ARTIFACTS", "domain": "DOMAIN",
+               "keep_unrouted": "KEEP_UNROUTED", "build_workers": "BUILD_WORKERS",
+               "max_upload_bytes": "MAX_UPLOAD_BYTES", "smoke_timeout": "SMOKE_TIMEOUT"}
+
+
+class SettingsError(ValueError):
+    """Settings that break a rule; the message names the setting (and its environment variable)."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (the ready line says which)
+    data_dir: Path = DEFAULT_DATA_DIR
+    # None: a local store under data_dir/artifacts; "s3://bucket/prefix": S3.
+    artifacts: str | None = None
+    domain: str = "localhost"
+    keep_unrouted: int = Field(5, ge=0, le=10_000)  # unrouted revisions kept per function
+    build_workers: int = Field(2, ge=1, le=64)
+    max_upload_bytes: int = Field(512 << 20, ge=1)
+    smoke_timeout: float = Field(120.0, gt=0)
+    rollout_tick: float = Field(1.0, gt=0)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults <- environment <- explicit overrides (flags); None overrides are ignored."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, suffix in _ENV_FIELDS.items():
+            raw = env.get(ENV_PREFIX + suffix)
+            if raw not in (None, ""):
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                name = ".".join(str(p) for p in error["loc"])
+                env_name = f" ({ENV_PREFIX}{_ENV_FIELDS[name]})" if name in _ENV_FIELDS else ""
+                problems.append(f"{name}{env_name}: {error['msg']}")
+            raise SettingsError("settings: " + "; ".join(problems)) from None
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / TOKEN_FILE
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Uploads and builds in progress; emptied at start (a killed build leaves its files here)."""
+        return self.data_dir / "tmp"
+
+
+def ensure_token(data_dir: Path) -> str:
+    """The API token in DATA/token: created once (mode 0600, exclusively), then read on every start."""
+    path = Path(data_dir) / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_token(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return read_token(path)
+
+
+def read_token(path: Path) -> str:
+    token = Path(path).read_text(encoding="utf-8").strip()
+    if not token:
+        raise SettingsError(f"settings: the token file {path} is empty; delete it and restart to create one")
+    return token

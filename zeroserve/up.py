@@ -1,0 +1,141 @@
+"""`zeroserve up`: the local platform in one process.
+
+`create_platform(settings)` assembles the parts (registry, artifact store, route table, deploy service,
+control API) without starting anything; `Platform.start()`/`stop()` run and end its background work;
+`run_platform(settings)` serves it with uvicorn in the foreground and prints one line when ready.
+
+The data plane (activator, autoscaler, supervisor) plugs in here: read routes from `platform.route_table`
+(kept current by a registry subscription, so no request ever queries SQLite), add start/stop hooks with
+`platform.on_start` / `platform.on_stop`, and serve your ASGI app in front of `platform.asgi_app` (which
+answers /api/v1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from revisions.registry import Registry
+from revisions.store import ArtifactStore, open_store
+from revisions.traffic import RouteTable
+from zeroserve.api import ControlContext, DeployService, create_control_app
+from zeroserve.settings import Settings, ensure_token
+
+logger = logging.getLogger("zeroserve.platform")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class Platform:
+    def __init__(self, settings: Settings, registry: Registry, store: ArtifactStore, token: str):
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.token = token
+        self.route_table = RouteTable()
+        self.deployer = DeployService(registry, store, keep_unrouted=settings.keep_unrouted,
+                                      build_workers=settings.build_workers, smoke_timeout=settings.smoke_timeout)
+        self.base_url = f"http://{settings.host}:{settings.port}"
+        self.control = ControlContext(settings=settings, registry=registry, deployer=self.deployer, token=token,
+                                      base_url=lambda: self.base_url)
+        self.control_app = create_control_app(self.control)
+        # What uvicorn serves; the lead may put the data plane's dispatcher in front of it.
+        self.asgi_app: ASGIApp = self.control_app
+        self.on_start: list[Hook] = []
+        self.on_stop: list[Hook] = []
+        self._rollout_task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _refresh_route(self, function: str) -> None:
+        self.route_table.update(function, self.registry.resolved_route(function))
+
+    async def start(self) -> None:
+        """Load every route, clear what a killed run left behind, start advancing rollouts, run hooks."""
+        shutil.rmtree(self.settings.scratch_dir, ignore_errors=True)
+        self.settings.scratch_dir.mkdir(parents=True, exist_ok=True)
+        self._unsubscribe = self.registry.subscribe(self._refresh_route)
+        self.route_table.replace_all(await self.deployer.run_blocking(self.registry.resolved_routes))
+        orphans = await self.deployer.run_blocking(self.deployer.sweep_orphans)
+        if orphans:
+            logger.info("deleted %d artifact(s) of builds that were never recorded", len(orphans))
+        self._rollout_task = asyncio.create_task(self._advance_rollouts(), name="zeroserve-rollouts")
+        for hook in self.on_start:
+            await hook()
+
+    async def stop(self) -> None:
+        for hook in reversed(self.on_stop):
+            await hook()
+        if self._rollout_task is not None:
+            self._rollout_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rollout_task
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.deployer.close()
+        self.registry.close()
+
+    async def _advance_rollouts(self) -> None:
+        """Every tick, move gradual rollouts to their split at the current time (persisted by the registry)."""
+        while True:
+            try:
+                await self.deployer.run_blocking(self.registry.advance_rollouts, time.time())
+            except Exception:  # a locked database or a bad row must not end rollouts for good
+                logger.exception("advancing rollouts failed; retrying")
+            await asyncio.sleep(self.settings.rollout_tick)
+
+
+def create_platform(settings: Settings) -> Platform:
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = ensure_token(data_dir)
+    registry = Registry(settings.registry_path)
+    try:
+        store = open_store(settings.artifacts, data_dir)
+    except BaseException:
+        registry.close()
+        raise
+    return Platform(settings, registry, store, token)
+
+
+def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
+    """Serve the platform in the foreground until SIGINT/SIGTERM."""
+    asyncio.run(serve_platform(settings, ready=ready))
+
+
+async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
+    platform = create_platform(settings)
+    # Lifespan off: the platform's start/stop run here, around the server, whatever app is in front.
+    config = uvicorn.Config(platform.asgi_app, host=settings.host, port=settings.port, lifespan="off",
+                            log_level="warning", access_log=False, server_header=False)
+    server = uvicorn.Server(config)
+    await platform.start()
+    try:
+        watcher = asyncio.create_task(_announce_when_bound(server, platform, ready or _print_ready))
+        try:
+            await server.serve()
+        finally:
+            watcher.cancel()
+    finally:
+        await platform.stop()
+
+
+async def _announce_when_bound(server: uvicorn.Server, platform: Platform, ready: Callable[[str], None]) -> None:
+    while not server.started:
+        await asyncio.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    platform.base_url = f"http://{host}:{port}"
+    ready(f"zeroserve ready at {platform.base_url} (data: {platform.settings.data_dir})")
+
+
+def _print_ready(line: str) -> None:
+    print(line, flush=True)
+    sys.stdout.flush()
