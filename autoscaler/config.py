@@ -6,7 +6,6 @@ in percentages and annotations, the decider in per-pod values and ratios.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 from autoscaler.decider import DeciderSpec
@@ -41,8 +40,8 @@ def resolve_metric_target(scaling: Scaling, container_concurrency: int = 0) -> t
 
 
 def window_lengths(scaling: Scaling) -> WindowLengths:
-    panic = max(1.0, float(math.floor(scaling.window * scaling.panic_window_percentage / 100.0 + 0.5)))
-    return WindowLengths(stable=scaling.window, panic=min(panic, scaling.window))
+    # Scaling.panic_window owns the rounding rule; it can never exceed the stable window (percentage <= 100).
+    return WindowLengths(stable=scaling.window, panic=scaling.panic_window)
 
 
 def decider_spec(scaling: Scaling, container_concurrency: int = 0, reachable: bool = True) -> DeciderSpec:

@@ -8,6 +8,7 @@ yields one message per problem, each naming the key path and the rule it breaks.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -70,7 +71,14 @@ class Batching(_Strict):
 
 
 class Scaling(_Strict):
-    """KPA settings, named after Knative's autoscaling annotations; durations in seconds."""
+    """KPA settings, named after Knative's autoscaling annotations; durations in seconds.
+
+    Ranges and messages follow Knative's annotation and config-autoscaler validation; every message
+    states the rule and the value that broke it (the key path is prefixed by parse_manifest).
+    """
+
+    # NaN passes every `not lo <= v <= hi` check by accident, and inf is no setting: refuse both.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
     metric: Literal["concurrency", "rps"] = "concurrency"
     # None: Knative's default for the metric (100 concurrent / 200 rps), capped by concurrency.
@@ -78,6 +86,7 @@ class Scaling(_Strict):
     target_utilization: float = 70.0
     min_scale: int = Field(0, ge=0)
     max_scale: int = Field(0, ge=0)
+    # 0 is allowed (Knative's allow-zero-initial-scale): a deploy then starts nothing until traffic.
     initial_scale: int = Field(1, ge=0)
     activation_scale: int = 1
     window: float = 60.0
@@ -98,14 +107,14 @@ class Scaling(_Strict):
     @classmethod
     def _target(cls, v: float | None) -> float | None:
         if v is not None and v < 0.01:
-            raise ValueError("must be at least 0.01")
+            raise ValueError(f"must be at least 0.01 (got {v:g})")
         return v
 
     @field_validator("target_utilization")
     @classmethod
     def _utilization(cls, v: float) -> float:
         if not 1 <= v <= 100:
-            raise ValueError("must be between 1 and 100 (percent)")
+            raise ValueError(f"must be between 1 and 100 (percent; got {v:g})")
         return v
 
     @field_validator("activation_scale")
@@ -113,71 +122,73 @@ class Scaling(_Strict):
     def _activation(cls, v: int) -> int:
         # Knative refuses an explicit activation-scale below 2; 1 is the implicit "no floor".
         if v != 1 and v < 2:
-            raise ValueError("must be at least 2 (omit it for no activation floor)")
+            raise ValueError(f"must be at least 2 (got {v}; omit it for no activation floor)")
         return v
 
     @field_validator("window")
     @classmethod
     def _window(cls, v: float) -> float:
         if not WINDOW_MIN <= v <= WINDOW_MAX:
-            raise ValueError("must be between 6s and 1h")
+            raise ValueError(f"must be between 6s and 1h (got {format_duration(v)})")
         if v != int(v):
-            raise ValueError("must be a whole number of seconds")
+            raise ValueError(f"must be a whole number of seconds (got {format_duration(v)})")
         return v
 
     @field_validator("panic_window_percentage")
     @classmethod
     def _panic_window(cls, v: float) -> float:
         if not 1 <= v <= 100:
-            raise ValueError("must be between 1 and 100 (percent of window)")
+            raise ValueError(f"must be between 1 and 100 (percent of window; got {v:g})")
         return v
 
     @field_validator("panic_threshold_percentage")
     @classmethod
     def _panic_threshold(cls, v: float) -> float:
         if not 110 <= v <= 1000:
-            raise ValueError("must be between 110 and 1000 (percent of target)")
+            raise ValueError(f"must be between 110 and 1000 (percent of target; got {v:g})")
         return v
 
     @field_validator("max_scale_up_rate", "max_scale_down_rate")
     @classmethod
     def _rates(cls, v: float) -> float:
         if v <= 1:
-            raise ValueError("must be greater than 1")
+            raise ValueError(f"must be greater than 1 (got {v:g})")
         return v
 
     @field_validator("scale_down_delay")
     @classmethod
     def _scale_down_delay(cls, v: float) -> float:
-        if not 0 <= v <= 3600:
-            raise ValueError("must be between 0s and 1h")
+        if not 0 <= v <= WINDOW_MAX:
+            raise ValueError(f"must be between 0s and 1h (got {format_duration(v)})")
+        if v != int(v):
+            raise ValueError(f"must be a whole number of seconds (got {format_duration(v)})")
         return v
 
     @field_validator("scale_to_zero_grace_period")
     @classmethod
     def _grace(cls, v: float) -> float:
         if v <= 0:
-            raise ValueError("must be positive")
+            raise ValueError(f"must be positive (got {format_duration(v)})")
         return v
 
     @field_validator("scale_to_zero_retention")
     @classmethod
     def _retention(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError("must not be negative")
+        if not 0 <= v <= WINDOW_MAX:
+            raise ValueError(f"must be between 0s and 1h (got {format_duration(v)})")
         return v
 
     @field_validator("target_burst_capacity")
     @classmethod
     def _tbc(cls, v: float) -> float:
         if v < 0 and v != -1:
-            raise ValueError("must be -1 (unlimited) or at least 0")
+            raise ValueError(f"must be -1 (unlimited) or at least 0 (got {v:g})")
         return v
 
     @property
     def panic_window(self) -> float:
-        """Seconds; Knative rounds to the closest whole second, at least 1s."""
-        return max(1.0, round(self.window * self.panic_window_percentage / 100.0))
+        """Seconds; Knative rounds to the closest whole second (halves up, like Go), at least 1s."""
+        return max(1.0, float(math.floor(self.window * self.panic_window_percentage / 100.0 + 0.5)))
 
 
 class Traffic(_Strict):
