@@ -173,11 +173,11 @@ def _check_named_files(source_dir: Path, manifest: FunctionManifest) -> list[str
     return found
 
 
-def _subject(manifest: FunctionManifest) -> str:
-    """The file a smoke failure is about, for the error message."""
+def _subject(manifest: FunctionManifest) -> tuple[str, str]:
+    """What a smoke failure is about, for the error message: (how to name it, the name itself)."""
     if manifest.runtime == "python" and manifest.handler:
-        return f"handler {manifest.handler}"
-    return f"model file {manifest.model}"
+        return f"handler {manifest.handler}", manifest.handler
+    return f"model file {manifest.model}", str(manifest.model)
 
 
 def smoke_environment(manifest: FunctionManifest) -> dict[str, str]:
@@ -199,7 +199,7 @@ def smoke_environment(manifest: FunctionManifest) -> dict[str, str]:
 
 def run_smoke(source_dir: Path, manifest: FunctionManifest, *, timeout: float) -> dict[str, Any]:
     """Run `python -m functions.smoke DIR` and return its report; raises _StepFailure on any fault."""
-    subject = _subject(manifest)
+    subject, subject_name = _subject(manifest)
     # -P: the child's sys.path does not start with its working directory, so nothing in the
     # function directory can shadow the runtime's own modules.
     command = [sys.executable, "-P", "-m", SMOKE_MODULE, str(source_dir.resolve())]
@@ -227,6 +227,10 @@ def run_smoke(source_dir: Path, manifest: FunctionManifest, *, timeout: float) -
         fault = _tail(stderr.decode("utf-8", "replace")) or exited
         if process.returncode and process.returncode < 0:
             fault = f"the smoke process was killed by signal {-process.returncode}; {fault}"
+    # Paths relative to the function: a git build runs in a temp dir the user never sees.
+    fault = fault.replace(f"{source_dir.resolve()}{os.sep}", "")
+    if subject_name in fault:  # the child already named the file at fault
+        raise _StepFailure(f"smoke inference failed: {fault}")
     raise _StepFailure(f"{subject}: smoke inference failed: {fault}")
 
 
