@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,26 @@ def test_open_store_s3_uses_the_endpoint_from_the_environment(
     index_key = f"team/artifacts/index/sha256/{parse_digest(digested.digest)}.json"
     assert [item["Key"] for item in listed] == [index_key]
     assert store.materialize(digested.digest, tmp_path / "out").joinpath("model.onnx").is_file()
+
+
+def test_concurrent_puts_of_one_digest_commit_one_artifact(
+    artifact_store: ArtifactStore, onnx_function: Path, tmp_path: Path
+):
+    digested = digest_function(onnx_function)
+    errors: list[BaseException] = []
+
+    def store_it() -> None:
+        try:
+            artifact_store.put(digested.digest, onnx_function, digested.files, generated=digested.generated)
+        except BaseException as exc:  # collected: an exception in a thread would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and not any(thread.is_alive() for thread in threads)
+    assert artifact_store.list_digests() == [digested.digest]
+    materialized = artifact_store.materialize(digested.digest, tmp_path / "out")
+    assert digest_function(materialized).digest == digested.digest
