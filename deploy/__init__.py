@@ -1,0 +1,1 @@
+"""Deploy targets: `local` (replica supervisor with a pre-imported zygote); knative and lambda come next."""

@@ -1,0 +1,387 @@
+"""Starting replica processes, seen from the supervisor: fork from a zygote, or spawn where that is unsafe.
+
+Both launchers return a `ReplicaProcess`: the pid, the status pipe the replica reports on, and an
+`exited` future that resolves the moment the process dies (pidfd readable; replicas are the zygote's
+children, not ours, so waitpid is not an option here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+from deploy.local.limits import FORK_SAFETY_ENV
+from deploy.local.types import ReplicaSpec
+
+log = logging.getLogger("zeroserve.supervisor")
+
+ZYGOTE_HELLO_TIMEOUT = 120.0   # importing torch on a busy 2-core machine can take tens of seconds
+ZYGOTE_STOP_TIMEOUT = 5.0
+MAX_STATUS_BYTES = 64 << 10
+
+
+class LaunchError(RuntimeError):
+    """The replica process could not be created at all (not a load error: that comes over its pipe)."""
+
+
+class ReplicaProcess:
+    def __init__(self, pid: int, status_fd: int, pidfd: int | None, mode: str):
+        self.pid = pid
+        self.mode = mode
+        self.returncode: int | None = None
+        self._status_fd: int | None = status_fd
+        self._pidfd = pidfd
+        self._loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[None] = self._loop.create_future()
+        self._returncode_known = asyncio.Event()
+        if pidfd is not None:
+            self._loop.add_reader(pidfd, self._on_pidfd)
+
+    def _on_pidfd(self) -> None:
+        self._loop.remove_reader(self._pidfd)  # type: ignore[arg-type]
+        self.mark_exited()
+
+    def mark_exited(self, returncode: int | None = None) -> None:
+        if returncode is not None and self.returncode is None:
+            self.returncode = returncode
+            self._returncode_known.set()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def exit_description(self, wait: float = 0.5) -> str:
+        """'exit status N' / 'killed by SIGKILL', waiting briefly for the reaper to tell us."""
+        if self.returncode is None:
+            try:
+                await asyncio.wait_for(self._returncode_known.wait(), wait)
+            except TimeoutError:
+                return "exit status unknown"
+        code = self.returncode
+        assert code is not None
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit status {code}"
+
+    async def read_status(self) -> dict[str, Any] | None:
+        """The replica's one status line; None when it died (or closed the pipe) without one."""
+        fd = self._status_fd
+        if fd is None:
+            return None
+        os.set_blocking(fd, False)
+        done: asyncio.Future[bytes] = self._loop.create_future()
+        buffer = bytearray()
+
+        def on_readable() -> None:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            buffer.extend(chunk)
+            if (not chunk or b"\n" in buffer or len(buffer) > MAX_STATUS_BYTES) and not done.done():
+                done.set_result(bytes(buffer))
+
+        self._loop.add_reader(fd, on_readable)
+        try:
+            data = await done
+        finally:
+            self._loop.remove_reader(fd)
+            self.close_status()
+        line = data.split(b"\n", 1)[0]
+        if not line:
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return {"event": "error", "error": f"unreadable status line from replica: {line[:200]!r}"}
+        return message if isinstance(message, dict) else None
+
+    def close_status(self) -> None:
+        if self._status_fd is not None:
+            os.close(self._status_fd)
+            self._status_fd = None
+
+    def send_signal(self, sig: int) -> None:
+        if self.exited.done():
+            return
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            else:
+                os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        self.close_status()
+        if self._pidfd is not None:
+            if not self.exited.done():
+                self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+class Launcher(Protocol):
+    mode: str
+
+    async def launch(self, spec: ReplicaSpec) -> ReplicaProcess: ...
+
+    async def close(self) -> None: ...
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+class SpawnLauncher:
+    """A fresh interpreter per replica (`python -m deploy.local.replica`): slow to start, always safe."""
+
+    mode = "spawn"
+
+    def __init__(self, spec_dir: Path):
+        self.spec_dir = spec_dir
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    async def launch(self, spec: ReplicaSpec) -> ReplicaProcess:
+        # The spec goes in a private file, not argv: manifests carry env values that may be secrets.
+        fd, spec_path = tempfile.mkstemp(prefix="spec-", suffix=".json", dir=self.spec_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as spec_file:
+            spec_file.write(spec.to_json())
+        status_r, status_w = os.pipe()
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "deploy.local.replica", "--spec", spec_path, "--status-fd", str(status_w)],
+                pass_fds=[status_w], stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "ORT_DISABLE_TELEMETRY": "1"},
+            )
+        except OSError as exc:
+            os.close(status_r)
+            Path(spec_path).unlink(missing_ok=True)
+            raise LaunchError(f"cannot spawn a replica process: {exc}") from None
+        finally:
+            os.close(status_w)
+        self._children[child.pid] = child
+        process = ReplicaProcess(child.pid, status_r, _pidfd_open(child.pid), self.mode)
+        process.exited.add_done_callback(lambda _: self._reap(child, process))
+        if process._pidfd is None:  # no pidfd: a thread waits for the exit instead
+            asyncio.get_running_loop().run_in_executor(None, child.wait).add_done_callback(
+                lambda _: process.mark_exited(child.returncode))
+        return process
+
+    def _reap(self, child: subprocess.Popen[bytes], process: ReplicaProcess) -> None:
+        self._children.pop(child.pid, None)
+        process.mark_exited(child.wait())  # already exited: returns at once and reaps the zombie
+
+    async def close(self) -> None:
+        for child in list(self._children.values()):
+            child.kill()
+            child.wait()
+        self._children.clear()
+
+
+class ZygoteLauncher:
+    """Forks replicas from a pre-imported zygote; falls back to spawning when the zygote is not fork-safe."""
+
+    mode = "fork"
+
+    def __init__(self, kind: str, *, spec_dir: Path, preimports: tuple[str, ...] = ()):
+        self.kind = kind
+        self.spec_dir = spec_dir
+        self.preimports = preimports
+        self.hello: dict[str, Any] | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._zygote_exit: asyncio.Future[None] | None = None
+        self._hello_future: asyncio.Future[dict[str, Any]] | None = None
+        self._pending: dict[str, asyncio.Future[ReplicaProcess]] = {}
+        self._processes: dict[int, ReplicaProcess] = {}
+        self._early_exits: dict[int, int] = {}
+        self._spawn: SpawnLauncher | None = None
+        self._closed = False
+
+    # --- zygote lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the zygote; returns at once (the zygote reports when its imports are done)."""
+        if self._closed:
+            raise LaunchError("the launcher is closed")
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-m", "deploy.local.zygote", "--kind", self.kind,
+                "--control-fd", str(theirs.fileno())]
+        for module in self.preimports:
+            argv += ["--preimport", module]
+        try:
+            # Own session: Ctrl-C in the terminal reaches the supervisor only, which stops everything in order.
+            self._popen = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                           start_new_session=True, env={**os.environ, **FORK_SAFETY_ENV})
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._control = ours
+        self._hello_future = loop.create_future()
+        self._zygote_exit = loop.create_future()
+        loop.add_reader(ours, self._on_control)
+        pidfd = _pidfd_open(self._popen.pid)
+        if pidfd is not None:
+            def on_exit() -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                self._on_zygote_exit()
+            loop.add_reader(pidfd, on_exit)
+        else:  # no pidfd (old kernel): a thread waits for the exit instead
+            loop.run_in_executor(None, self._popen.wait).add_done_callback(lambda _: self._on_zygote_exit())
+        log.info("zygote '%s' starting (pid %d)", self.kind, self._popen.pid)
+
+    @property
+    def running(self) -> bool:
+        return self._control is not None and self._zygote_exit is not None and not self._zygote_exit.done()
+
+    async def ready(self) -> dict[str, Any]:
+        if not self.running:
+            self.start()
+        assert self._hello_future is not None
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._hello_future), ZYGOTE_HELLO_TIMEOUT)
+        except TimeoutError:
+            raise LaunchError(f"zygote '{self.kind}' did not finish its imports in {ZYGOTE_HELLO_TIMEOUT:.0f}s") \
+                from None
+
+    def _on_control(self) -> None:
+        assert self._control is not None
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._control, 1 << 16, 2)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._on_control_closed()
+                return
+            self._handle(json.loads(data), fds)
+
+    def _handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        event = message.get("event")
+        if event == "hello":
+            self._on_hello(message)
+        elif event == "forked":
+            pidfd, status_fd = (fds[0], fds[1]) if message.get("has_pidfd") else (None, fds[0])
+            process = ReplicaProcess(message["pid"], status_fd, pidfd, self.mode)
+            self._processes[process.pid] = process
+            process.exited.add_done_callback(lambda _: self._processes.pop(process.pid, None))
+            if process.pid in self._early_exits:  # reaped before we got here (no-pidfd kernels)
+                process.mark_exited(self._early_exits.pop(process.pid))
+            future = self._pending.pop(message["replica_id"], None)
+            if future is None or future.done():
+                process.send_signal(signal.SIGKILL)  # nobody waits for it any more
+            else:
+                future.set_result(process)
+        elif event == "fork_failed":
+            future = self._pending.pop(message["replica_id"], None)
+            if future is not None and not future.done():
+                future.set_exception(LaunchError(message["error"]))
+        elif event == "exited":
+            process = self._processes.get(message["pid"])
+            if process is not None:
+                process.mark_exited(message["returncode"])
+            else:
+                self._early_exits[message["pid"]] = message["returncode"]
+                if len(self._early_exits) > 1024:
+                    self._early_exits.pop(next(iter(self._early_exits)))
+        for fd in fds if event != "forked" else ():
+            os.close(fd)
+
+    def _on_hello(self, hello: dict[str, Any]) -> None:
+        self.hello = hello
+        for module, error in hello.get("preimport_errors", {}).items():
+            log.warning("zygote '%s': could not preimport %s: %s", self.kind, module, error)
+        if hello["fork_safe"]:
+            log.info("zygote '%s' ready (pid %d): imports %.0f ms, warm-up %.0f ms", self.kind, hello["pid"],
+                     hello["import_ms"], hello["warmup_ms"])
+        else:
+            log.warning("zygote '%s' is not fork-safe (%s): replicas are spawned as fresh processes instead "
+                        "(cold starts take seconds, not milliseconds)", self.kind, hello["reason"])
+        if self._hello_future is not None and not self._hello_future.done():
+            self._hello_future.set_result(hello)
+
+    def _on_control_closed(self) -> None:
+        """The zygote closed its end (it is exiting): nothing more can be forked from it."""
+        if self._control is not None:
+            asyncio.get_running_loop().remove_reader(self._control)
+            self._control.close()
+            self._control = None
+        error = LaunchError(f"zygote '{self.kind}' exited")
+        if self._hello_future is not None and not self._hello_future.done():
+            self._hello_future.set_exception(error)
+            self._hello_future.exception()  # retrieved here; waiters get it through ready()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    def _on_zygote_exit(self) -> None:
+        self._on_control_closed()
+        if self._zygote_exit is None or self._zygote_exit.done():
+            return
+        if self._popen is not None:
+            code = self._popen.wait()  # it has exited: this reaps without blocking
+            if not self._closed:
+                log.error("zygote '%s' (pid %d) exited (status %s); its replicas die with it and are replaced",
+                          self.kind, self._popen.pid, code)
+        self._zygote_exit.set_result(None)
+
+    # --- launching -----------------------------------------------------------------------------------
+
+    async def launch(self, spec: ReplicaSpec) -> ReplicaProcess:
+        if self._closed:
+            raise LaunchError("the supervisor is stopping")
+        hello = await self.ready()
+        if not hello["fork_safe"]:
+            if self._spawn is None:
+                self._spawn = SpawnLauncher(self.spec_dir)
+            return await self._spawn.launch(spec)
+        if spec.replica_id in self._pending:
+            raise LaunchError(f"replica {spec.replica_id} is already starting")
+        future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
+        self._pending[spec.replica_id] = future
+        message = json.dumps({"op": "fork", "spec": asdict(spec)}).encode()
+        try:
+            assert self._control is not None
+            await asyncio.get_running_loop().sock_sendall(self._control, message)
+        except (OSError, AssertionError) as exc:
+            self._pending.pop(spec.replica_id, None)
+            raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+        return await future
+
+    async def close(self) -> None:
+        """Close the control socket (the zygote stops its children and exits), then make sure it did."""
+        self._closed = True
+        if self._spawn is not None:
+            await self._spawn.close()
+        exit_future = self._zygote_exit
+        self._on_control_closed()
+        if self._popen is None or exit_future is None or exit_future.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(exit_future), ZYGOTE_STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("zygote '%s' did not exit in %.0fs; killing it", self.kind, ZYGOTE_STOP_TIMEOUT)
+            self._popen.kill()
+            await asyncio.shield(exit_future)

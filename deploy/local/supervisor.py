@@ -1,0 +1,466 @@
+"""The local replica supervisor: keeps each revision at the replica count the autoscaler asks for.
+
+Replicas are forked from a pre-imported zygote (one per runtime kind), serve on Unix sockets under
+`<run_dir>/replicas/`, and report ready over a pipe. The supervisor tells its owner (the activator)
+which replicas are routable through `on_replicas_changed`, drains before stopping, sees a crash the
+moment it happens (pidfd), replaces crashed replicas, and backs off exponentially when a revision's
+replicas keep failing to start, reporting the start error through `on_start_failed` so requests
+waiting for that revision fail with the error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from deploy.local.backoff import Backoff
+from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher
+from deploy.local.types import ReplicaEndpoint, ReplicaInfo, ReplicaSetStatus, ReplicaSpec
+from protocol.manifest import FunctionManifest
+
+log = logging.getLogger("zeroserve.supervisor")
+
+DEFAULT_APP_FACTORY = "functions.app:create_app"
+SOCKET_DIR_NAME = "replicas"
+LOCK_FILE_NAME = "supervisor.lock"
+MAX_UNIX_PATH = 107            # sun_path is 108 bytes with the terminating NUL
+STABLE_UPTIME = 10.0           # a replica that served this long before dying does not extend a crash streak
+EXIT_GRACE_AFTER_KILL = 5.0
+
+OnReplicasChanged = Callable[[str, list[ReplicaEndpoint]], None]
+OnStartFailed = Callable[[str, str], None]
+Drain = Callable[[str, str, float], Awaitable[None]]
+
+
+class UnknownRevisionError(LookupError):
+    def __init__(self, revision: str):
+        super().__init__(f"revision '{revision}' is not registered with the supervisor")
+        self.revision = revision
+
+
+# Replica states. STOPPING covers both a start that was called off and a drained replica being stopped;
+# GONE is a replica that died or failed and only waits for its cleanup.
+STARTING, READY, DRAINING, STOPPING, GONE = "starting", "ready", "draining", "stopping", "gone"
+
+
+@dataclass(eq=False)
+class _Replica:
+    replica_id: str
+    socket_path: str
+    requested_at: float
+    state: str = STARTING
+    process: ReplicaProcess | None = None
+    ready_at: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _ReplicaSet:
+    revision: str
+    function_dir: Path
+    manifest: FunctionManifest
+    manifest_data: dict[str, Any]
+    desired: int = 0
+    replicas: dict[str, _Replica] = field(default_factory=dict)
+    last_error: str | None = None
+    restarts: int = 0
+    start_failures: int = 0
+    last_failure_at: float = float("-inf")
+    crash_streak: int = 0
+    retry_at: float = 0.0
+    retry_timer: asyncio.TimerHandle | None = None
+    published: list[ReplicaEndpoint] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "torch" if self.manifest.runtime == "torch" else "default"
+
+    def in_state(self, *states: str) -> list[_Replica]:
+        return [r for r in self.replicas.values() if r.state in states]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        on_replicas_changed: OnReplicasChanged,
+        on_start_failed: OnStartFailed,
+        drain: Drain | None = None,
+        app_factory: str = DEFAULT_APP_FACTORY,
+        start_timeout: float = 120.0,
+        stop_timeout: float = 5.0,
+        backoff: Backoff = Backoff(),
+        replica_graceful_shutdown: float = 2.0,
+        replica_keep_alive: float = 65.0,
+    ):
+        self.run_dir = Path(run_dir)
+        self.socket_dir = self.run_dir / SOCKET_DIR_NAME
+        self.app_factory = app_factory
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.backoff = backoff
+        # Below stop_timeout, so a replica finishes its own graceful exit before we SIGKILL it.
+        self.replica_graceful_shutdown = min(replica_graceful_shutdown, max(stop_timeout - 1.0, 0.0))
+        # Longer than the activator's client keep-alive, so the client always closes an idle connection
+        # first and never sends a request on one the replica is closing.
+        self.replica_keep_alive = replica_keep_alive
+        self._on_replicas_changed = on_replicas_changed
+        self._on_start_failed = on_start_failed
+        self._drain = drain
+        self._sets: dict[str, _ReplicaSet] = {}
+        self._launchers: dict[str, Launcher] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sequence = 0
+        self._lock_file: IO[str] | None = None
+        self._started = False
+        self._stopping = False
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prepare run_dir and start the zygote (its imports finish in the background)."""
+        if self._started:
+            return
+        longest = len(str(self.socket_dir.resolve() / "r999999999.sock"))
+        if longest > MAX_UNIX_PATH:
+            raise ValueError(f"run_dir {self.run_dir} is too long for Unix socket paths ({longest} > "
+                             f"{MAX_UNIX_PATH} bytes); use a shorter run directory")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.socket_dir, 0o700)  # the sockets accept anything: only our user may connect
+        self._lock_file = open(self.run_dir / LOCK_FILE_NAME, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise RuntimeError(f"another zeroserve supervisor is using {self.run_dir}") from None
+        self._remove_stale_files()
+        self._stopping = False
+        self._started = True
+        self._launcher("default")
+
+    async def stop(self) -> None:
+        """Drain and stop every replica, stop the zygotes, remove the sockets. Safe to call twice."""
+        if not self._started:
+            return
+        self._stopping = True
+        for rs in self._sets.values():
+            if rs.retry_timer is not None:
+                rs.retry_timer.cancel()
+                rs.retry_timer = None
+            rs.desired = 0
+            for replica in rs.in_state(STARTING, READY):
+                self._retire(rs, replica)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for launcher in self._launchers.values():
+            await launcher.close()
+        self._launchers.clear()
+        self._remove_stale_files()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        self._started = False
+
+    def _remove_stale_files(self) -> None:
+        for pattern in ("*.sock", "spec-*.json"):
+            for path in self.socket_dir.glob(pattern):
+                path.unlink(missing_ok=True)
+
+    def _launcher(self, kind: str) -> Launcher:
+        launcher = self._launchers.get(kind)
+        if launcher is None:
+            if sys.platform.startswith("linux"):
+                preimports = (self.app_factory.partition(":")[0],)
+                launcher = ZygoteLauncher(kind, spec_dir=self.socket_dir, preimports=preimports)
+                launcher.start()
+            else:
+                log.warning("fork-based replicas need Linux (this is %s): spawning a fresh process per "
+                            "replica instead (cold starts take seconds)", sys.platform)
+                launcher = SpawnLauncher(self.socket_dir)
+            self._launchers[kind] = launcher
+        return launcher
+
+    # --- public API ----------------------------------------------------------------------------------
+
+    def register_revision(self, revision: str, function_dir: Path, manifest: FunctionManifest) -> None:
+        """Make a revision startable. Registering it again updates what new replicas load."""
+        existing = self._sets.get(revision)
+        if existing is not None:
+            existing.function_dir = Path(function_dir)
+            existing.manifest = manifest
+            existing.manifest_data = manifest.normalised()
+            return
+        rs = _ReplicaSet(revision, Path(function_dir), manifest, manifest.normalised())
+        self._sets[revision] = rs
+        if self._started and not self._stopping:
+            self._launcher(rs.kind)  # a torch zygote imports torch for seconds: begin now, not on first request
+
+    async def set_scale(self, revision: str, n: int) -> None:
+        """Ask for n replicas; returns at once. Starts continue in the background."""
+        rs = self._get(revision)
+        if n < 0:
+            raise ValueError(f"revision '{revision}': scale must be >= 0, got {n}")
+        if not self._started or self._stopping:
+            raise RuntimeError("the supervisor is not running (call start() first)")
+        rs.desired = n
+        self._reconcile(rs)
+        loop = asyncio.get_running_loop()
+        if n > 0 and rs.retry_at > loop.time() and not rs.in_state(READY) and rs.last_error:
+            # Backing off: whoever asked for replicas now is waiting for them; tell it why none come.
+            loop.call_soon(self._report_start_failure, rs.revision, rs.last_error)
+
+    def status(self, revision: str) -> ReplicaSetStatus:
+        rs = self._get(revision)
+        draining = [r for r in rs.replicas.values()
+                    if r.state == DRAINING or (r.state == STOPPING and r.ready_at is not None)]
+        return ReplicaSetStatus(desired=rs.desired, ready=len(rs.in_state(READY)),
+                                starting=len(rs.in_state(STARTING)), draining=len(draining),
+                                last_error=rs.last_error, restarts=rs.restarts)
+
+    def replicas(self, revision: str) -> list[ReplicaInfo]:
+        rs = self._get(revision)
+        return [ReplicaInfo(replica_id=r.replica_id, revision=revision, state=r.state,
+                            pid=r.process.pid if r.process else None, socket_path=r.socket_path,
+                            mode=r.process.mode if r.process else "", timings_ms=dict(r.timings_ms))
+                for r in rs.replicas.values()]
+
+    def endpoints(self, revision: str) -> list[ReplicaEndpoint]:
+        return [ReplicaEndpoint(r.replica_id, r.socket_path) for r in self._get(revision).in_state(READY)]
+
+    @property
+    def revisions(self) -> list[str]:
+        return list(self._sets)
+
+    def _get(self, revision: str) -> _ReplicaSet:
+        rs = self._sets.get(revision)
+        if rs is None:
+            raise UnknownRevisionError(revision)
+        return rs
+
+    # --- reconciling ---------------------------------------------------------------------------------
+
+    def _reconcile(self, rs: _ReplicaSet) -> None:
+        if self._stopping:
+            return
+        live = rs.in_state(STARTING, READY)
+        excess = len(live) - rs.desired
+        if excess > 0:
+            # Calling off a start costs nothing; among ready ones, the newest has the coldest caches.
+            victims = rs.in_state(STARTING)[::-1] + rs.in_state(READY)[::-1]
+            for replica in victims[:excess]:
+                self._retire(rs, replica)
+        elif excess < 0:
+            loop = asyncio.get_running_loop()
+            if rs.retry_at > loop.time():
+                if rs.retry_timer is None:
+                    rs.retry_timer = loop.call_at(rs.retry_at, self._retry, rs)
+                return
+            for _ in range(-excess):
+                self._start_replica(rs)
+
+    def _retry(self, rs: _ReplicaSet) -> None:
+        rs.retry_timer = None
+        self._reconcile(rs)
+
+    def _start_replica(self, rs: _ReplicaSet) -> None:
+        self._sequence += 1
+        replica = _Replica(replica_id=f"{rs.revision}-r{self._sequence}",
+                           socket_path=str(self.socket_dir.resolve() / f"r{self._sequence}.sock"),
+                           requested_at=asyncio.get_running_loop().time())
+        rs.replicas[replica.replica_id] = replica
+        self._spawn_task(self._run_replica(rs, replica))
+
+    def _spawn_task(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _retire(self, rs: _ReplicaSet, replica: _Replica) -> None:
+        if replica.state == STARTING:
+            replica.state = STOPPING
+            if replica.process is not None:
+                replica.process.send_signal(signal.SIGKILL)  # not serving anything yet
+        elif replica.state == READY:
+            replica.state = DRAINING
+            self._publish(rs)  # out of routing before anything else
+            self._spawn_task(self._drain_and_stop(rs, replica))
+
+    # --- one replica's life --------------------------------------------------------------------------
+
+    async def _run_replica(self, rs: _ReplicaSet, replica: _Replica) -> None:
+        try:
+            await self._start_and_serve(rs, replica)
+        except Exception:
+            log.exception("revision %s: supervising replica %s failed", rs.revision, replica.replica_id)
+        finally:
+            process = replica.process
+            if process is not None:
+                process.send_signal(signal.SIGKILL)  # no-op when it already exited
+                process.close()
+            replica.state = GONE
+            rs.replicas.pop(replica.replica_id, None)
+            try:
+                os.unlink(replica.socket_path)
+            except OSError:
+                pass
+            self._publish(rs)
+
+    async def _start_and_serve(self, rs: _ReplicaSet, replica: _Replica) -> None:
+        loop = asyncio.get_running_loop()
+        manifest = rs.manifest
+        spec = ReplicaSpec(
+            replica_id=replica.replica_id, revision=rs.revision, function_dir=str(rs.function_dir.resolve()),
+            socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
+            env=dict(manifest.env), threads=manifest.resources.threads,
+            memory_bytes=manifest.resources.memory_bytes,
+            graceful_shutdown_seconds=self.replica_graceful_shutdown, keep_alive_seconds=self.replica_keep_alive,
+        )
+        try:
+            process = await self._launcher(rs.kind).launch(spec)
+        except LaunchError as exc:
+            if replica.state == STARTING:
+                replica.state = GONE
+                self._start_failed(rs, replica, f"could not start a replica process: {exc}")
+            return
+        replica.process = process
+        if replica.state != STARTING:  # called off while the zygote forked it
+            await self._terminate(process)
+            return
+
+        status_task = asyncio.ensure_future(process.read_status())
+        done, _ = await asyncio.wait({status_task, process.exited}, timeout=self.start_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if status_task not in done and process.exited.done():
+            # Died: a line it wrote just before is still in the pipe, and EOF follows at once.
+            await asyncio.wait({status_task}, timeout=0.5)
+        message = status_task.result() if status_task.done() else None
+        if not status_task.done():
+            status_task.cancel()
+        if replica.state != STARTING:
+            await self._terminate(process)
+            return
+        if message is not None and message.get("event") == "ready":
+            self._on_ready(rs, replica, message, loop.time())
+        else:
+            if message is not None:
+                error = str(message.get("error", "unknown error"))
+            elif process.exited.done():
+                error = f"the replica process exited before it was ready ({await process.exit_description()})"
+            else:
+                error = f"the replica was not ready after {self.start_timeout:.0f}s (start_timeout)"
+            replica.state = GONE
+            await self._terminate(process)
+            self._start_failed(rs, replica, error)
+            return
+
+        await process.exited
+        if replica.state == READY:
+            replica.state = GONE
+            self._on_crash(rs, replica, loop.time())
+            description = await process.exit_description()
+            rs.last_error = f"replica {replica.replica_id} exited unexpectedly ({description})"
+            log.warning("revision %s: %s", rs.revision, rs.last_error)
+
+    def _on_ready(self, rs: _ReplicaSet, replica: _Replica, message: dict[str, Any], now: float) -> None:
+        replica.state = READY
+        replica.ready_at = now
+        marks = message.get("timings", {})
+        if {"forked", "loaded", "listening"} <= marks.keys():
+            replica.timings_ms = {
+                "fork": (marks["forked"] - replica.requested_at) * 1000,
+                "load": (marks["loaded"] - marks["forked"]) * 1000,
+                "listen": (marks["listening"] - marks["loaded"]) * 1000,
+                "report": (now - marks["listening"]) * 1000,
+                "total": (now - replica.requested_at) * 1000,
+            }
+        for warning in message.get("warnings", []):
+            log.warning("revision %s: replica %s: %s", rs.revision, replica.replica_id, warning)
+        rs.start_failures = 0
+        log.info("revision %s: replica %s ready (pid %s, %s) in %.1f ms", rs.revision, replica.replica_id,
+                 replica.process.pid if replica.process else "?", replica.process.mode if replica.process else "",
+                 (now - replica.requested_at) * 1000)
+        self._publish(rs)
+
+    def _on_crash(self, rs: _ReplicaSet, replica: _Replica, now: float) -> None:
+        self._publish(rs)  # out of routing at once
+        uptime = now - (replica.ready_at or now)
+        rs.crash_streak = rs.crash_streak + 1 if uptime < STABLE_UPTIME else 1
+        rs.restarts += 1
+        # The first crash is replaced at once; a replica that keeps dying young backs off like a failed start.
+        rs.retry_at = max(rs.retry_at, now + self.backoff.delay(rs.crash_streak - 1))
+        self._reconcile(rs)
+
+    def _start_failed(self, rs: _ReplicaSet, replica: _Replica, error: str) -> None:
+        now = asyncio.get_running_loop().time()
+        # Replicas launched together fail together; they count as one attempt, not one each.
+        if replica.requested_at >= rs.last_failure_at:
+            rs.start_failures += 1
+        rs.last_failure_at = now
+        rs.restarts += 1
+        rs.last_error = error
+        delay = self.backoff.delay(rs.start_failures)
+        rs.retry_at = max(rs.retry_at, now + delay)
+        log.warning("revision %s: replica %s failed to start: %s (next attempt in %.1fs)", rs.revision,
+                    replica.replica_id, error, max(rs.retry_at - now, 0.0))
+        self._report_start_failure(rs.revision, error)
+        self._reconcile(rs)
+
+    async def _drain_and_stop(self, rs: _ReplicaSet, replica: _Replica) -> None:
+        if self._drain is not None:
+            timeout = float(rs.manifest.timeout_seconds)
+            try:
+                await asyncio.wait_for(self._drain(rs.revision, replica.replica_id, timeout), timeout + 1.0)
+            except TimeoutError:
+                log.warning("revision %s: draining %s took over %.0fs; stopping it anyway", rs.revision,
+                            replica.replica_id, timeout)
+            except Exception:
+                log.exception("revision %s: drain callback failed for %s", rs.revision, replica.replica_id)
+        if replica.state == DRAINING:
+            replica.state = STOPPING
+            if replica.process is not None:
+                await self._terminate(replica.process)
+
+    async def _terminate(self, process: ReplicaProcess) -> None:
+        """SIGTERM (uvicorn finishes in-flight requests), then SIGKILL after stop_timeout."""
+        if process.exited.done():
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(process.exited), self.stop_timeout)
+            return
+        except TimeoutError:
+            log.warning("replica pid %d ignored SIGTERM for %.0fs; killing it", process.pid, self.stop_timeout)
+        process.send_signal(signal.SIGKILL)
+        try:
+            await asyncio.wait_for(asyncio.shield(process.exited), EXIT_GRACE_AFTER_KILL)
+        except TimeoutError:
+            log.error("replica pid %d survived SIGKILL for %.0fs", process.pid, EXIT_GRACE_AFTER_KILL)
+
+    # --- callbacks -----------------------------------------------------------------------------------
+
+    def _publish(self, rs: _ReplicaSet) -> None:
+        endpoints = [ReplicaEndpoint(r.replica_id, r.socket_path) for r in rs.in_state(READY)]
+        if endpoints == rs.published:
+            return
+        rs.published = endpoints
+        try:
+            self._on_replicas_changed(rs.revision, list(endpoints))
+        except Exception:
+            log.exception("on_replicas_changed failed for revision %s", rs.revision)
+
+    def _report_start_failure(self, revision: str, error: str) -> None:
+        try:
+            self._on_start_failed(revision, error)
+        except Exception:
+            log.exception("on_start_failed failed for revision %s", revision)

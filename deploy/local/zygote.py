@@ -1,0 +1,266 @@
+"""The zygote: a process that has imported the runtime, started no threads, and forks replicas.
+
+A fresh interpreter needs over a second to import numpy, ONNX Runtime and the serving stack; a fork of
+this process has them already, so a replica only loads its model and binds its socket.
+
+Protocol with the supervisor: one SOCK_SEQPACKET socket (fd given with --control-fd), one JSON
+object per message.
+  zygote -> supervisor  {"event": "hello", "pid", "kind", "fork_safe", "threads", "reason",
+                         "import_ms", "warmup_ms", "preimport_errors"}
+  supervisor -> zygote  {"op": "fork", "spec": ReplicaSpec}
+  zygote -> supervisor  {"event": "forked", "replica_id", "pid"} + fds [pidfd, status pipe read end]
+                        {"event": "fork_failed", "replica_id", "error"}
+                        {"event": "exited", "pid", "returncode"}     (after reaping: no zombies)
+End of file on the socket means the supervisor is gone: the zygote stops its replicas and exits.
+Replicas are direct children (reaped here on SIGCHLD) and carry PR_SET_PDEATHSIG, so they die with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from deploy.local.limits import FORK_SAFETY_ENV
+
+COMMON_PREIMPORTS = (
+    "numpy", "onnxruntime", "uvloop", "httptools", "uvicorn", "uvicorn.config", "uvicorn.server",
+    "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.off", "ctypes",
+    "deploy.local.replica", "functions.app", "functions.loaders.onnx_model",
+    "functions.loaders.python_handler",
+)
+PREIMPORTS = {
+    "default": COMMON_PREIMPORTS,
+    "torch": (*COMMON_PREIMPORTS, "torch", "functions.loaders.torchscript"),
+}
+
+# A 4->3 classifier (MatMul, Add, Softmax; opset 17; seed-0 weights) built with onnx.helper. Loading it
+# once with one intra-op thread initialises ONNX Runtime's environment and kernel registry without
+# starting threads, which takes ~5-10 ms off every replica's first session.
+WARMUP_MODEL = base64.b64decode(
+    "CAg6xwEKEQoBeAoBVxIBaCIGTWF0TXVsCg4KAWgKAUISAXoiA0FkZAocCgF6EgF5IgdTb2Z0bWF4KgsKBGF4aXMYAaABAhIEaXJp"
+    "cyo7CAQIAxABQgFXSjBsvwA+f0YHvr3yIz/f1dY9oSEJv/0iuT556aY/5nNyP/4nNL9V+aG/6o4fv25FKT0qFQgDEAFCAUJKDE7N"
+    "FMDsCmC+A3qfv1oUCgF4Eg8KDQgBEgkKAxIBTgoCCARiFAoBeRIPCg0IARIJCgMSAU4KAggDQgQKABAR"
+)
+
+MAX_MESSAGE_BYTES = 1 << 20
+STOP_GRACE_SECONDS = 3.0
+
+
+def thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return -1  # unknown: treated as unsafe
+
+
+def preimport(modules: tuple[str, ...]) -> dict[str, str]:
+    errors = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - reported in hello; replicas fail with the real error
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return errors
+
+
+def warm_up_onnxruntime() -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(WARMUP_MODEL, sess_options=options, providers=["CPUExecutionProvider"])
+    session.run(None, {"x": np.ones((1, 4), dtype=np.float32)})
+    del session
+
+
+def send(control: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(control, [data], fds)
+    else:
+        control.send(data)
+
+
+class Zygote:
+    def __init__(self, control: socket.socket, kind: str):
+        self.control = control
+        self.kind = kind
+        self.pid = os.getpid()
+        self.children: set[int] = set()
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd does the work
+        # Ctrl-C in a terminal reaches the whole process group; the supervisor decides what stops.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def serve(self, hello: dict[str, Any]) -> None:
+        send(self.control, hello)
+        self.selector.register(self.control, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj is self.control:
+                    data = self.control.recv(MAX_MESSAGE_BYTES)
+                    if not data:
+                        self.stop_children()
+                        return
+                    self.handle(json.loads(data))
+                else:
+                    self.drain_wakeups()
+                    self.reap()
+
+    def handle(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "fork":
+            self.fork(message["spec"])
+        else:
+            print(f"zeroserve zygote: unknown message {message!r}", file=sys.stderr, flush=True)
+
+    def fork(self, spec_data: dict[str, Any]) -> None:
+        from deploy.local.replica import run_replica
+        from deploy.local.types import ReplicaSpec
+
+        spec = ReplicaSpec(**spec_data)
+        status_r, status_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(status_r)
+            os.close(status_w)
+            send(self.control, {"event": "fork_failed", "replica_id": spec.replica_id, "error": f"fork: {exc}"})
+            return
+        if pid == 0:
+            started = time.monotonic()
+            try:
+                os.close(status_r)
+                self.become_replica()
+                run_replica(spec, status_w, parent_pid=self.pid, started=started)
+            finally:
+                os._exit(1)
+        os.close(status_w)
+        self.children.add(pid)
+        fds = [status_r]
+        try:
+            # Opened before this loop can reap the child, so the pid cannot have been reused.
+            fds.insert(0, os.pidfd_open(pid))
+        except (AttributeError, OSError):
+            pass  # no pidfd (old kernel): the supervisor falls back to our "exited" messages
+        try:
+            send(self.control, {"event": "forked", "replica_id": spec.replica_id, "pid": pid,
+                                "has_pidfd": len(fds) == 2}, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def become_replica(self) -> None:
+        """In the forked child: drop everything that belongs to the zygote."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        self.selector.close()
+        self.control.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def drain_wakeups(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            try:
+                send(self.control, {"event": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+            except OSError:
+                pass  # supervisor gone; we are about to stop anyway
+
+    def stop_children(self) -> None:
+        """The supervisor is gone: SIGTERM every replica, SIGKILL what is left after a grace period."""
+        for pid in list(self.children):
+            _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while self.children and time.monotonic() < deadline:
+            self.selector.select(timeout=0.05)
+            self.drain_wakeups()
+            self.reap()
+        for pid in list(self.children):
+            _kill(pid, signal.SIGKILL)
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.children.discard(pid)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.zygote")
+    parser.add_argument("--kind", choices=sorted(PREIMPORTS), default="default")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--preimport", action="append", default=[], help="extra module to import (app factory)")
+    parser.add_argument("--no-warmup", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.update(FORK_SAFETY_ENV)
+    control = socket.socket(fileno=args.control_fd)
+
+    started = time.monotonic()
+    errors = preimport((*PREIMPORTS[args.kind], *args.preimport))
+    imported = time.monotonic()
+    if not args.no_warmup and "onnxruntime" not in errors:
+        try:
+            warm_up_onnxruntime()
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up costs milliseconds, not correctness
+            errors["onnxruntime warm-up"] = f"{type(exc).__name__}: {exc}"
+    warmed = time.monotonic()
+    # Objects alive now are shared with every replica; freezing them keeps the collector from
+    # touching (and so copying) their pages in each child.
+    gc.collect()
+    gc.freeze()
+
+    threads = thread_count()
+    reason = None
+    if not sys.platform.startswith("linux"):
+        reason = f"fork is only used on Linux (this is {sys.platform})"
+    elif threads != 1:
+        reason = (f"{threads} threads are running after importing {', '.join(PREIMPORTS[args.kind][-2:])}; "
+                  "forking a threaded process can deadlock")
+    hello = {
+        "event": "hello", "pid": os.getpid(), "kind": args.kind, "fork_safe": reason is None,
+        "threads": threads, "reason": reason, "import_ms": round((imported - started) * 1000, 1),
+        "warmup_ms": round((warmed - imported) * 1000, 1), "preimport_errors": errors,
+    }
+    Zygote(control, args.kind).serve(hello)
+
+
+if __name__ == "__main__":
+    main()
