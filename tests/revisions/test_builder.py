@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -107,6 +108,22 @@ def test_digest_ignores_manifest_formatting_but_not_model_bytes(function_factory
     text = (same_setting / "function.yaml").read_text().replace("window: 60s", "window: 60")
     (same_setting / "function.yaml").write_text(text)
     assert digest_function(same_setting).digest == base.digest
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_iris_example_builds_and_a_comment_is_not_a_new_revision(
+    local_store: LocalArtifactStore, tmp_path: Path
+):
+    copy = tmp_path / "iris"
+    shutil.copytree(EXAMPLES / "iris", copy)
+    built = build_function(copy, local_store)
+    assert built.name == "iris" and built.smoke["ok"] is True
+    manifest = copy / "function.yaml"
+    manifest.write_text("# deployed by the tests\n" + manifest.read_text() + "\n# trailing comment\n")
+    assert digest_function(copy).digest == built.digest
+    assert digest_function(EXAMPLES / "iris").digest == built.digest
 
 
 # --------------------------------------------------------------------------------------- failures
