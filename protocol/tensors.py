@@ -83,7 +83,7 @@ def element_count(shape: Sequence[int]) -> int:
 
 def decode_json_data(tensor: str, datatype: str, shape: Sequence[int], data: object) -> np.ndarray:
     """`data` (nested or flat list) -> array of `shape`; rejects values the datatype cannot hold."""
-    dtype = numpy_dtype(datatype, tensor)
+    numpy_dtype(datatype, tensor)  # an unknown datatype is the first fault to report
     count = element_count(shape)
     if not isinstance(data, list):
         raise TensorError(f"{tensor}: data must be a JSON array, got {type(data).__name__}")
@@ -118,6 +118,11 @@ def coerce_json_array(tensor: str, datatype: str, data: list) -> np.ndarray:
     if raw.size == 0:
         return np.zeros(raw.shape, dtype=dtype)
     kind = raw.dtype.kind
+    if datatype in _INTEGER_DATATYPES and kind in "fO":
+        # numpy turns [0, 2**63] into float64 (losing digits) and [2**64] into objects: look again.
+        exact = _exact_integers(tensor, datatype, data)
+        if exact is not None:
+            return exact
     if kind in "OUS":
         raise TensorError(f"{tensor}: {datatype} data must hold only {_expected(datatype)}; found {_stray(data)}")
     if datatype == "BOOL":
@@ -128,7 +133,7 @@ def coerce_json_array(tensor: str, datatype: str, data: list) -> np.ndarray:
         raise TensorError(f"{tensor}: BOOL data must hold only true/false")
     if datatype in _INTEGER_DATATYPES:
         if kind not in "iu":
-            found = "booleans" if kind == "b" else "numbers with a fraction (or beyond 64-bit range)"
+            found = "booleans" if kind == "b" else "numbers with a fraction or exponent"
             raise TensorError(f"{tensor}: {datatype} data must hold only integers; found {found}")
         info = np.iinfo(dtype)
         low, high = raw.min(), raw.max()
@@ -140,6 +145,20 @@ def coerce_json_array(tensor: str, datatype: str, data: list) -> np.ndarray:
     if kind not in "iuf":
         raise TensorError(f"{tensor}: {datatype} data must hold only numbers; found booleans")
     return raw.astype(dtype, copy=False)
+
+
+def _exact_integers(tensor: str, datatype: str, data: list) -> np.ndarray | None:
+    """Python ints beyond int64 checked and converted exactly; None when not all values are ints."""
+    values = np.asarray(data, dtype=object)
+    flat = values.ravel().tolist()
+    if not all(type(v) is int for v in flat):
+        return None
+    info = np.iinfo(DATATYPE_DTYPES[datatype])
+    low, high = min(flat), max(flat)
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise TensorError(f"{tensor}: {bad} is out of range for {datatype} [{info.min}, {info.max}]")
+    return np.array(flat, dtype=DATATYPE_DTYPES[datatype]).reshape(values.shape)
 
 
 def _expected(datatype: str) -> str:
@@ -230,7 +249,7 @@ def encode_binary_data(tensor: str, array: np.ndarray) -> bytes | memoryview:
         return serialize_bytes_tensor(array, tensor)
     datatype = datatype_of(array, tensor)
     contiguous = np.ascontiguousarray(array, dtype=DATATYPE_DTYPES[datatype])
-    return memoryview(contiguous).cast("B")
+    return memoryview(contiguous.reshape(-1).view(np.uint8))
 
 
 def serialize_bytes_tensor(array: np.ndarray, tensor: str = "tensor") -> bytes:

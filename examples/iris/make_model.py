@@ -23,7 +23,9 @@ CLASS_STDS = np.array([[0.35, 0.38, 0.17, 0.1], [0.5, 0.3, 0.47, 0.2], [0.63, 0.
 
 
 def synthetic_iris(rng: np.random.Generator, per_class: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    features = np.concatenate([rng.normal(m, s, size=(per_class, 4)) for m, s in zip(CLASS_MEANS, CLASS_STDS)])
+    features = np.concatenate(
+        [rng.normal(m, s, size=(per_class, 4)) for m, s in zip(CLASS_MEANS, CLASS_STDS, strict=True)]
+    )
     labels = np.repeat(np.arange(len(CLASSES)), per_class)
     return features.astype(np.float32), labels
 
@@ -66,7 +68,9 @@ def build(weights: list[np.ndarray]) -> onnx.ModelProto:
         "iris",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(CLASSES)])],
-        initializer=[numpy_helper.from_array(a, name) for a, name in zip(weights, ("w1", "b1", "w2", "b2"))],
+        initializer=[
+            numpy_helper.from_array(a, name) for a, name in zip(weights, ("w1", "b1", "w2", "b2"), strict=True)
+        ],
     )
     # IR 8 / opset 17: loadable by every ONNX Runtime this project supports.
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8,
