@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol.manifest import ManifestError, load_manifest
+import yaml
+
+from protocol.manifest import MANIFEST_FILE, ManifestError, check_dns1035, load_manifest
 from revisions.build_log import BuildLog
 from revisions.registry import DeployOutcome, Registry, Removal
 from revisions.store import ArtifactStore
@@ -208,6 +210,13 @@ def _peek_function_name(source_dir: Path) -> str | None:
     try:
         return load_manifest(source_dir).name
     except (ManifestError, OSError):
+        pass
+    # An invalid manifest still usually names its function: file the failed build under that name.
+    try:
+        data = yaml.safe_load((Path(source_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        name = data.get("name") if isinstance(data, dict) else None
+        return check_dns1035(name) if isinstance(name, str) else None
+    except (OSError, ValueError, yaml.YAMLError):
         return None
 
 
