@@ -1,0 +1,11 @@
+"""The data-plane ingress: function URL -> revision -> throttled, pooled proxy to a replica socket."""
+
+from activator.app import Activator
+from activator.breaker import Breaker, PendingFailed, QueueFull
+from activator.contracts import ReplicaEndpoint, RevisionSettings, RevisionStats, RouteResolver
+from activator.dispatch import HostDispatcher
+
+__all__ = [
+    "Activator", "Breaker", "HostDispatcher", "PendingFailed", "QueueFull", "ReplicaEndpoint",
+    "RevisionSettings", "RevisionStats", "RouteResolver",
+]

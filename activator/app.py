@@ -1,0 +1,277 @@
+"""The activator: the ASGI app in front of every function URL.
+
+Per request: route (Host or /fn/ path) -> function and tag -> weighted pick of a revision ->
+that revision's throttler (wait for a free replica, bounded queue, deadline) -> proxy over the
+replica's Unix socket. Requests at zero replicas wait while `on_cold_request` asks for one.
+
+All methods run on the event loop that serves requests; call them from that loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+
+from activator.breaker import PendingFailed, QueueFull
+from activator.contracts import ReplicaEndpoint, RevisionSettings, RevisionStats, RouteResolver
+from activator.metrics import ActivatorCollector, RevisionCounters, RevisionGauges, registry_with
+from activator.proxy import (
+    ClientGone,
+    ReplicaClient,
+    ReplicaFailed,
+    ReplicaUnreachable,
+    RequestBody,
+    relay_response,
+    replica_url,
+    request_content_length,
+    request_headers,
+    send_upstream,
+)
+from activator.routing import RouteError, resolve_label, target_of
+from activator.stats import ConcurrencyMeter
+from activator.throttler import ReplicaTracker, RevisionThrottler
+
+log = logging.getLogger("zeroserve.activator")
+
+REVISION_HEADER = b"zeroserve-revision"
+RETRY_AFTER_SECONDS = b"1"
+# nginx's code for "the client closed the request"; only ever recorded, never sent.
+CLIENT_CLOSED = 499
+
+
+class _Revision:
+    """Everything the activator keeps per revision."""
+
+    __slots__ = ("name", "settings", "throttler", "meter", "counters", "header")
+
+    def __init__(self, name: str, settings: RevisionSettings, throttler: RevisionThrottler[ReplicaClient],
+                 now: float):
+        self.name = name
+        self.settings = settings
+        self.throttler = throttler
+        self.meter = ConcurrencyMeter(now)
+        self.counters = RevisionCounters()
+        self.header = [(REVISION_HEADER, name.encode("latin-1"))]
+
+
+class Activator:
+    def __init__(
+        self,
+        resolver: RouteResolver,
+        *,
+        domain: str = "localhost",
+        on_cold_request: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ):
+        self._resolver = resolver
+        self.domain = domain.lower().strip(".")
+        self._on_cold_request = on_cold_request
+        self._clock = clock
+        self._rng = rng
+        self._revisions: dict[str, _Revision] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.metrics = ActivatorCollector(self._metric_rows)
+        self.metrics_registry = registry_with(self.metrics)
+
+    # -- the lead's interface ---------------------------------------------------------------
+
+    def set_endpoints(self, revision: str, endpoints: list[ReplicaEndpoint]) -> None:
+        """Replace the ready replicas of `revision`; capacity and waiting requests follow at once."""
+        self._revision(revision).throttler.set_endpoints(endpoints)
+
+    def fail_pending(self, revision: str, message: str) -> int:
+        """Answer every request waiting for `revision` with 503 {"error": message}; returns how many."""
+        state = self._revisions.get(revision)
+        return 0 if state is None else state.throttler.fail_pending(message)
+
+    async def drain(self, revision: str, replica_id: str, timeout: float) -> None:
+        """Stop routing to a replica and wait until its in-flight requests end, or `timeout` passes."""
+        state = self._revisions.get(revision)
+        tracker = None if state is None else state.throttler.start_drain(replica_id)
+        if tracker is not None and not await tracker.wait_idle(timeout):
+            log.warning("drain of replica %s (revision %s) timed out after %.1fs with %d in flight",
+                        replica_id, revision, timeout, tracker.in_flight)
+
+    def collect_stats(self, now: float) -> dict[str, RevisionStats]:
+        """Time-weighted concurrency and arrivals per revision since the previous call.
+
+        `now` must come from the same clock the activator was built with (time.monotonic by default).
+        """
+        return {name: state.meter.collect(now) for name, state in self._revisions.items()}
+
+    def queue_depth(self, revision: str) -> int:
+        state = self._revisions.get(revision)
+        return 0 if state is None else state.throttler.queue_depth
+
+    def in_flight(self, revision: str) -> int:
+        state = self._revisions.get(revision)
+        return 0 if state is None else state.throttler.in_flight
+
+    async def close(self) -> None:
+        """Fail waiting requests with 503 and stop routing; requests being proxied run to their end,
+        and each replica's connections close once it has none in flight."""
+        self._closed = True
+        for state in self._revisions.values():
+            state.throttler.fail_pending("the activator is shutting down")
+            state.throttler.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websockets are not part of the function URL contract
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        try:
+            target = target_of(scope, self.domain)
+            function, tag = resolve_label(self._resolver, target.label)
+        except RouteError as error:
+            await send_error(send, error.status, error.message)
+            return
+        revision = self._resolver.pick(function, tag, self._rng())
+        if revision is None:
+            await send_error(send, 503, f"function '{function}' has no revision receiving traffic")
+            return
+        try:
+            state = self._revision(revision)
+        except LookupError:
+            await send_error(send, 404, f"revision '{revision}' of function '{function}' not found")
+            return
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        state.meter.arrive(self._clock())
+        status = 500
+        try:
+            status = await self._serve(state, scope, target.raw_path, target.prefix, receive, send, arrived)
+        finally:
+            state.meter.depart(self._clock())
+            state.counters.count_response(status)
+
+    async def _serve(self, state: _Revision, scope: dict, raw_path: bytes, prefix: bytes,
+                     receive: Callable, send: Callable, arrived: float) -> int:
+        settings = state.settings
+        throttler = state.throttler
+        deadline = arrived + settings.timeout_seconds
+        has_body, length = request_content_length(scope)
+        body = RequestBody(receive, length) if has_body else None
+        url = replica_url(raw_path, scope.get("query_string", b""))
+        headers = request_headers(scope, prefix)
+        retry = False
+        while True:
+            if self._closed:
+                return await send_error(send, 503, "the activator is shutting down", state.header)
+            if not throttler.routable and throttler.queue_depth == 0:
+                self._poke(state.name)
+            try:
+                tracker = await throttler.acquire(deadline, retry=retry)
+            except QueueFull:
+                return await send_error(
+                    send, 503,
+                    f"revision '{state.name}' has {settings.queue_limit} requests waiting already; retry later",
+                    [*state.header, (b"retry-after", RETRY_AFTER_SECONDS)],
+                )
+            except TimeoutError:
+                return await send_error(
+                    send, 504,
+                    f"revision '{state.name}' had no free replica within {settings.timeout_seconds:g}s",
+                    state.header,
+                )
+            except PendingFailed as error:
+                return await send_error(send, 503, error.message, state.header)
+            unreachable = False
+            try:
+                return await self._forward(state, tracker, scope, url, headers, body, receive, send, arrived,
+                                           deadline)
+            except ReplicaUnreachable as error:
+                log.info("replica %s of revision %s is unreachable (%s); retrying elsewhere",
+                         tracker.replica_id, state.name, error)
+                unreachable = True
+                retry = True
+            finally:
+                throttler.release(tracker, unreachable=unreachable)
+
+    async def _forward(self, state: _Revision, tracker: ReplicaTracker[ReplicaClient], scope: dict, url,
+                       headers, body: RequestBody | None, receive: Callable, send: Callable, arrived: float,
+                       deadline: float) -> int:
+        try:
+            response = await send_upstream(tracker.client, scope["method"], url, headers, body, deadline)
+        except ReplicaFailed as error:
+            state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
+            message = (f"replica {tracker.replica_id} of revision '{state.name}' {error.message}"
+                       + (f" (timeout {state.settings.timeout_seconds:g}s)" if error.status == 504 else ""))
+            return await send_error(send, error.status, message, state.header)
+        except ClientGone:
+            return CLIENT_CLOSED
+        state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
+        if not await relay_response(response, state.header, receive, send, body):
+            log.warning("replica %s of revision '%s' failed mid-response; closing the client connection",
+                        tracker.replica_id, state.name)
+        return response.status
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _revision(self, revision: str) -> _Revision:
+        state = self._revisions.get(revision)
+        if state is None:
+            settings = self._resolver.revision_settings(revision)
+            throttler: RevisionThrottler[ReplicaClient] = RevisionThrottler(
+                revision, settings, make_client=ReplicaClient, close_client=self._close_client, rng=self._rng
+            )
+            state = self._revisions[revision] = _Revision(revision, settings, throttler, self._clock())
+        return state
+
+    def _close_client(self, client: ReplicaClient) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(client.close())
+        except RuntimeError:  # no loop: the session was never created (sessions are made in requests)
+            return
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _poke(self, revision: str) -> None:
+        if self._on_cold_request is None:
+            return
+        try:
+            self._on_cold_request(revision)
+        except Exception:  # a failing hook must not fail the request that is about to wait
+            log.exception("on_cold_request(%r) failed", revision)
+
+    def _metric_rows(self) -> Iterator[RevisionGauges]:
+        for name, state in list(self._revisions.items()):
+            yield RevisionGauges(name, state.counters, state.throttler.queue_depth, state.throttler.in_flight)
+
+
+async def send_error(send: Callable, status: int, message: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    body = json.dumps({"error": message}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return status

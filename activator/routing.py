@@ -1,0 +1,100 @@
+"""From a request's Host or path to a function (and tag), per the function URL contract.
+
+  http://<fn>.<domain>/...          http://<tag>-<fn>.<domain>/...      (port ignored)
+  http://<any host>/fn/<fn>/...     http://<any host>/fn/<tag>-<fn>/... (prefix stripped)
+
+A label like `canary-iris` is a function when one has exactly that name, else tag `canary` of `iris`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from activator.contracts import RouteResolver
+
+FN_PREFIX = b"/fn/"
+
+
+class RouteError(Exception):
+    """A request that names no servable function; `status` and `message` go back to the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    label: str  # "<fn>" or "<tag>-<fn>" as the request spelled it
+    raw_path: bytes  # the path the replica sees
+    prefix: bytes  # b"/fn/<label>" when routed by path, else b""
+
+
+def host_header(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == b"host":
+            return value
+    return b""
+
+
+def host_label(host: bytes, domain: str) -> str | None:
+    """`iris` for Host `iris.localhost:8080` with domain `localhost`; None when not a function host."""
+    name = host.decode("latin-1").lower()
+    if name.startswith("["):  # an IPv6 literal is never a function host
+        return None
+    head, colon, port = name.rpartition(":")
+    if colon and port.isdigit():
+        name = head
+    name = name.rstrip(".")
+    suffix = "." + domain
+    if not name.endswith(suffix):
+        return None
+    label = name[: -len(suffix)]
+    if not label or "." in label:
+        return None
+    return label
+
+
+def is_function_request(scope: dict, domain: str) -> bool:
+    """Whether the activator serves this request (cheap: no registry lookups)."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    return raw_path.startswith(FN_PREFIX) or host_label(host_header(scope["headers"]), domain) is not None
+
+
+def target_of(scope: dict, domain: str) -> Target:
+    """The function label and forwarded path of a request; a function Host wins over a /fn/ path."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    label = host_label(host_header(scope["headers"]), domain)
+    if label is not None:
+        return Target(label=label, raw_path=raw_path, prefix=b"")
+    if raw_path.startswith(FN_PREFIX):
+        segment, slash, rest = raw_path[len(FN_PREFIX):].partition(b"/")
+        label = unquote(segment.decode("latin-1"))
+        if not label:
+            raise RouteError(404, "the path names no function: use /fn/<function>/...")
+        return Target(label=label, raw_path=slash + rest or b"/", prefix=FN_PREFIX + segment)
+    raise RouteError(
+        404,
+        f"no function in host or path: use http://<function>.{domain}/ or /fn/<function>/",
+    )
+
+
+def resolve_label(resolver: RouteResolver, label: str) -> tuple[str, str | None]:
+    """(function, tag) named by `label`; raises RouteError(404) naming the unknown function or tag."""
+    if resolver.has_function(label):
+        return label, None
+    unknown_tag: tuple[str, str] | None = None
+    for index, char in enumerate(label):
+        if char != "-":
+            continue
+        tag, function = label[:index], label[index + 1:]
+        if tag and function and resolver.has_function(function):
+            if resolver.has_tag(function, tag):
+                return function, tag
+            unknown_tag = unknown_tag or (function, tag)
+    if unknown_tag is not None:
+        function, tag = unknown_tag
+        raise RouteError(404, f"tag '{tag}' not found for function '{function}'")
+    raise RouteError(404, f"function '{label}' not found")
