@@ -284,8 +284,7 @@ class ZygoteLauncher:
         elif event == "forked":
             pidfd, status_fd = (fds[0], fds[1]) if message.get("has_pidfd") else (None, fds[0])
             process = ReplicaProcess(message["pid"], status_fd, pidfd, self.mode)
-            self._processes[process.pid] = process
-            process.exited.add_done_callback(lambda _: self._processes.pop(process.pid, None))
+            self._processes[process.pid] = process  # until the zygote reports it reaped
             if process.pid in self._early_exits:  # reaped before we got here (no-pidfd kernels)
                 process.mark_exited(self._early_exits.pop(process.pid))
             future = self._pending.pop(message["replica_id"], None)
@@ -298,7 +297,7 @@ class ZygoteLauncher:
             if future is not None and not future.done():
                 future.set_exception(LaunchError(message["error"]))
         elif event == "exited":
-            process = self._processes.get(message["pid"])
+            process = self._processes.pop(message["pid"], None)
             if process is not None:
                 process.mark_exited(message["returncode"])
             else:
@@ -335,6 +334,7 @@ class ZygoteLauncher:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
+        self._processes.clear()  # replicas die with their zygote (PR_SET_PDEATHSIG); pidfds report it
 
     def _on_zygote_exit(self) -> None:
         self._on_control_closed()

@@ -238,6 +238,11 @@ class Supervisor:
     def endpoints(self, revision: str) -> list[ReplicaEndpoint]:
         return [ReplicaEndpoint(r.replica_id, r.socket_path) for r in self._get(revision).in_state(READY)]
 
+    def zygotes(self) -> dict[str, dict[str, Any]]:
+        """Each started zygote's report: pid, threads, fork_safe (and why not), import and warm-up ms."""
+        return {kind: dict(launcher.hello) for kind, launcher in self._launchers.items()
+                if isinstance(launcher, ZygoteLauncher) and launcher.hello is not None}
+
     @property
     def revisions(self) -> list[str]:
         return list(self._sets)
@@ -347,6 +352,9 @@ class Supervisor:
         message = status_task.result() if status_task.done() else None
         if not status_task.done():
             status_task.cancel()
+        elif message is None and not process.exited.done():
+            # End of file without a line: the process is dying (its fds close before it exits).
+            await asyncio.wait({process.exited}, timeout=2.0)
         if replica.state != STARTING:
             await self._terminate(process)
             return
@@ -357,6 +365,8 @@ class Supervisor:
                 error = str(message.get("error", "unknown error"))
             elif process.exited.done():
                 error = f"the replica process exited before it was ready ({await process.exit_description()})"
+            elif status_task.done():
+                error = "the replica closed its status pipe without reporting ready or an error"
             else:
                 error = f"the replica was not ready after {self.start_timeout:.0f}s (start_timeout)"
             replica.state = GONE

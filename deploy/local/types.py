@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplicaEndpoint:
     """Where a ready replica listens. The activator keeps an identical type; the two fields are the contract."""
 

@@ -1,0 +1,289 @@
+"""The local supervisor with real processes: a zygote forks replicas that serve on real Unix sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.local import Backoff, UnknownRevisionError
+from protocol.manifest import load_manifest
+from tests.deploy_local.harness import (
+    Owner,
+    alive,
+    http,
+    make_supervisor,
+    run,
+    write_echo_function,
+)
+
+REV = "echo-00001"
+
+
+def test_scale_up_serves_over_uds_then_scale_down_drains_and_removes_everything(tmp_path: Path,
+                                                                                 run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "echo")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner)
+        await sv.start()
+        try:
+            sv.register_revision(REV, fn, load_manifest(fn))
+            await sv.set_scale(REV, 1)
+            assert sv.status(REV).desired == 1
+            (first,) = await owner.wait_for(lambda: owner.endpoints(REV), "one ready replica")
+            status, body, headers = await http(first, "GET", "/v2/health/ready")
+            assert (status, body) == (200, {"ready": True})
+            status, body, headers = await http(first, "POST", "/v2/models/echo/infer",
+                                               {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",
+                                                            "data": [1.5]}]})
+            assert status == 200 and body["outputs"][0]["data"] == [1.5]
+            assert headers["zeroserve-revision"] == REV
+            (info,) = sv.replicas(REV)
+            assert info.pid == body["pid"] and info.mode == "fork" and info.state == "ready"
+            assert set(info.timings_ms) == {"fork", "load", "listen", "report", "total"}
+
+            await sv.set_scale(REV, 3)
+            endpoints = await owner.wait_for(lambda: len(owner.endpoints(REV)) == 3 and owner.endpoints(REV),
+                                             "three ready replicas")
+            pids = {(await http(e, "GET", "/debug"))[1]["pid"] for e in endpoints}
+            assert len(pids) == 3
+            assert len({e.socket_path for e in endpoints}) == 3
+            assert sv.status(REV).ready == 3
+
+            # While a replica drains it must already be out of routing, and still alive.
+            async def check_alive_while_draining(revision: str, replica_id: str) -> None:
+                endpoint = next(e for e in endpoints if e.replica_id == replica_id)
+                assert (await http(endpoint, "GET", "/v2/health/ready"))[0] == 200
+
+            owner.drain_hook = check_alive_while_draining
+            await sv.set_scale(REV, 0)
+            assert owner.endpoints(REV) == []  # routing is updated before set_scale returns
+            await owner.wait_for(lambda: not sv.replicas(REV), "all replicas gone")
+            assert sorted(d[1] for d in owner.drains) == sorted(e.replica_id for e in endpoints)
+            for _, replica_id, timeout, routable in owner.drains:
+                assert timeout == 7.0 and replica_id not in routable
+            assert not [pid for pid in pids if alive(pid)]
+            assert not [e for e in endpoints if os.path.exists(e.socket_path)]
+            status_now = sv.status(REV)
+            assert (status_now.desired, status_now.ready, status_now.starting, status_now.draining) == (0, 0, 0, 0)
+            assert status_now.restarts == 0 and status_now.last_error is None
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_sigkilled_replica_is_seen_at_once_and_replaced(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "echo")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner)
+        await sv.start()
+        try:
+            sv.register_revision(REV, fn, load_manifest(fn))
+            await sv.set_scale(REV, 1)
+            (victim,) = await owner.wait_for(lambda: owner.endpoints(REV), "a ready replica")
+            pid = (await http(victim, "GET", "/debug"))[1]["pid"]
+            killed_at = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            await owner.wait_for(lambda: all(e != victim for e in owner.endpoints(REV)), "victim unrouted",
+                                 timeout=1.0)
+            seen_at = next(t for t, rev, eps in owner.changes if t >= killed_at and victim not in eps)
+            assert seen_at - killed_at < 1.0
+            (replacement,) = await owner.wait_for(lambda: owner.endpoints(REV), "a replacement")
+            assert replacement.replica_id != victim.replica_id
+            new_pid = (await http(replacement, "GET", "/debug"))[1]["pid"]
+            assert new_pid != pid and not alive(pid)
+            status = sv.status(REV)
+            assert status.restarts == 1 and status.ready == 1
+            await owner.wait_for(lambda: sv.status(REV).last_error, "crash recorded")
+            assert "SIGKILL" in sv.status(REV).last_error and victim.replica_id in sv.status(REV).last_error
+            assert not owner.failures  # a crash after ready is not a start failure
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_corrupt_model_reports_the_load_error_and_backs_off(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "broken", name="broken", model="{not json")
+    rev = "broken-00001"
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner, backoff=Backoff(initial=0.2, factor=2.0, maximum=30.0))
+        await sv.start()
+        try:
+            sv.register_revision(rev, fn, load_manifest(fn))
+            await sv.set_scale(rev, 1)
+            await owner.wait_for(lambda: len(owner.failures) >= 3, "three failed starts")
+            times = [t for t, _, _ in owner.failures]
+            _, revision, error = owner.failures[0]
+            assert revision == rev
+            assert "ModelLoadError" in error and "model.json could not be loaded" in error
+            # Attempts are spaced 0.2 s, then 0.4 s: growing, never a tight loop.
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[1] > gaps[0]
+            status = sv.status(rev)
+            assert status.ready == 0 and status.restarts >= 3 and "model.json" in status.last_error
+            assert owner.endpoints(rev) == []
+            # Someone asking again during the backoff hears the error at once instead of waiting.
+            before = len(owner.failures)
+            await sv.set_scale(rev, 1)
+            await owner.wait_for(lambda: len(owner.failures) > before, "error re-reported", timeout=0.15)
+            assert owner.failures[-1][2] == error
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_replica_that_exits_during_load_is_a_start_failure_with_its_exit_status(tmp_path: Path,
+                                                                                 run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "crashy", name="crashy", extra_yaml="env:\n  ECHO_EXIT_ON_LOAD: '3'\n")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner, backoff=Backoff(initial=5.0))
+        await sv.start()
+        try:
+            sv.register_revision("crashy-00001", fn, load_manifest(fn))
+            await sv.set_scale("crashy-00001", 2)
+            await owner.wait_for(lambda: len(owner.failures) >= 2, "both starts failed")
+            for _, _, error in owner.failures:
+                assert error == "the replica process exited before it was ready (exit status 3)"
+            # Two replicas launched together failing count as one attempt: the first backoff step.
+            assert sv.status("crashy-00001").starting == 0
+            assert not sv.replicas("crashy-00001")
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_replica_limits_and_env_are_applied_in_the_child(tmp_path: Path, run_dir: Path) -> None:
+    limited = write_echo_function(tmp_path / "limited", name="limited", extra_yaml=(
+        "env:\n  GREETING: hello\nresources:\n  threads: 2\n  memory: 4Gi\n"))
+    tiny = write_echo_function(tmp_path / "tiny", name="tiny", extra_yaml="resources:\n  memory: 16Mi\n")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner, backoff=Backoff(initial=5.0))
+        await sv.start()
+        try:
+            sv.register_revision("limited-00001", limited, load_manifest(limited))
+            sv.register_revision("tiny-00001", tiny, load_manifest(tiny))
+            await sv.set_scale("limited-00001", 1)
+            await sv.set_scale("tiny-00001", 1)
+            (endpoint,) = await owner.wait_for(lambda: owner.endpoints("limited-00001"), "limited replica")
+            _, seen, _ = await http(endpoint, "GET", "/debug")
+            assert seen["rlimit_as"] == [4 << 30, 4 << 30]
+            assert seen["env"]["OMP_NUM_THREADS"] == "2" and seen["env"]["ZEROSERVE_THREADS"] == "2"
+            assert seen["env"]["GREETING"] == "hello"
+            assert seen["cwd"] == str(limited.resolve())
+            # Inherited from the zygote, which must not start BLAS or telemetry threads before forking.
+            assert seen["env"]["OPENBLAS_NUM_THREADS"] == "1" and seen["env"]["ORT_DISABLE_TELEMETRY"] == "1"
+            await owner.wait_for(lambda: owner.failures, "tiny replica refused")
+            _, revision, error = owner.failures[0]
+            assert revision == "tiny-00001"
+            assert "resources.memory (16 MiB) is below the address space" in error
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_scale_down_while_starting_calls_the_start_off(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "echo")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner)
+        await sv.start()
+        try:
+            sv.register_revision(REV, fn, load_manifest(fn))
+            await sv.set_scale(REV, 2)
+            assert sv.status(REV).starting == 2
+            await sv.set_scale(REV, 0)  # before the zygote has even answered
+            await owner.wait_for(lambda: not sv.replicas(REV), "starts called off")
+            assert all(eps == [] for _, rev, eps in owner.changes if rev == REV)
+            assert not owner.failures and not owner.drains
+            assert sv.status(REV).restarts == 0
+            assert not list((run_dir / "replicas").glob("*.sock"))
+            # And the revision still scales normally afterwards.
+            await sv.set_scale(REV, 1)
+            await owner.wait_for(lambda: owner.endpoints(REV), "a ready replica")
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_stop_leaves_no_process_and_no_socket_and_start_clears_stale_ones(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "echo")
+    stale_dir = run_dir / "replicas"
+    stale_dir.mkdir(parents=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(stale_dir / "r1.sock"))  # left behind by a platform that crashed
+    stale.close()
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner)
+        await sv.start()
+        assert not (stale_dir / "r1.sock").exists()
+        try:
+            sv.register_revision(REV, fn, load_manifest(fn))
+            await sv.set_scale(REV, 2)
+            endpoints = await owner.wait_for(lambda: len(owner.endpoints(REV)) == 2 and owner.endpoints(REV),
+                                             "two replicas")
+            pids = [(await http(e, "GET", "/debug"))[1]["pid"] for e in endpoints]
+            zygote_pid = sv.zygotes()["default"]["pid"]
+            assert sv.zygotes()["default"]["threads"] == 1 and sv.zygotes()["default"]["fork_safe"]
+            await sv.set_scale(REV, 3)  # one still starting when stop() comes
+        finally:
+            await sv.stop()
+        assert owner.endpoints(REV) == []
+        assert len(owner.drains) == 2
+        assert not [pid for pid in [*pids, zygote_pid] if alive(pid)]
+        assert list(stale_dir.iterdir()) == []
+        # A second supervisor can take the run directory over.
+        again = make_supervisor(run_dir, Owner())
+        await again.start()
+        await again.stop()
+
+    run(scenario())
+
+
+def test_bad_calls_are_refused_clearly(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "echo")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner)
+        with pytest.raises(RuntimeError, match="not running"):
+            sv.register_revision(REV, fn, load_manifest(fn))
+            await sv.set_scale(REV, 1)
+        await sv.start()
+        try:
+            with pytest.raises(UnknownRevisionError, match="'nope-00001' is not registered"):
+                await sv.set_scale("nope-00001", 1)
+            with pytest.raises(UnknownRevisionError):
+                sv.status("nope-00001")
+            with pytest.raises(ValueError, match="scale must be >= 0"):
+                await sv.set_scale(REV, -1)
+            with pytest.raises(RuntimeError, match="another zeroserve supervisor is using"):
+                await make_supervisor(run_dir, owner).start()
+        finally:
+            await sv.stop()
+        with pytest.raises(ValueError, match="too long for Unix socket paths"):
+            await make_supervisor(tmp_path / ("x" * 120), owner).start()
+
+    run(scenario())
