@@ -90,11 +90,11 @@ class MetricWindow:
         behind = self._index(now) - self._last
         spanned = self._last - self._first + 1  # +1: first and last buckets both count
         if behind <= 0:
-            return round(self._total / min(spanned, size), _PRECISION)
+            return _rounded(self._total / min(spanned, size))
         if behind < size:
             # The `behind` oldest buckets slid out of the window without being overwritten yet.
             total = self._total - sum(self._buckets[i % size] for i in range(self._last + 1, self._last + behind + 1))
-            return round(total / min(spanned, size - behind), _PRECISION)
+            return _rounded(total / min(spanned, size - behind))
         return 0.0
 
 
@@ -122,7 +122,12 @@ class WeightedMetricWindow(MetricWindow):
         for age in range(size - behind):
             total += self._buckets[(self._last - age) % size] * weight
             weight *= 1.0 - self.smoothing
-        return round(total, _PRECISION)
+        return _rounded(total)
+
+
+def _rounded(value: float) -> float:
+    # + 0.0 turns the -0.0 that float subtraction leaves behind into 0.0.
+    return round(value, _PRECISION) + 0.0
 
 
 def make_window(window: float, granularity: float = 1.0, aggregation: Aggregation = "linear") -> MetricWindow:
