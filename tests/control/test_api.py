@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from protocol.manifest import parse_manifest
+from revisions.digest import digest_function
+from tests.control.harness import change_model, function_dir
 from zeroserve.settings import Settings, SettingsError, ensure_token
 from zeroserve.up import Platform, create_platform
 
@@ -181,3 +183,41 @@ def test_settings_from_env_and_flags():
     assert Settings.load({"ZEROSERVE_PORT": "9090"}, port=7070).port == 7070
     with pytest.raises(SettingsError, match=r"port \(ZEROSERVE_PORT\)"):
         Settings.load({"ZEROSERVE_PORT": "http"})
+
+
+def test_retention_deletes_unrouted_revisions_and_unused_artifacts(tmp_path):
+    """Real builds: with keep_unrouted=1, the oldest unrouted revision goes, and its artifact with it."""
+
+    async def body(platform: Platform, http: httpx.AsyncClient) -> None:
+        store, registry = platform.store, platform.registry
+        results = []
+        for i in range(3):
+            directory = function_dir(tmp_path, "iris")
+            change_model(directory, f"v{i}")
+            results.append(await platform.deployer.deploy_dir(directory))
+        assert [r.revision for r in results] == ["iris-00001", "iris-00002", "iris-00003"]
+        names = [r.name for r in await platform.deployer.run_blocking(registry.list_revisions, "iris")]
+        assert names == ["iris-00002", "iris-00003"]  # routed iris-00003 + one unrouted
+        assert not store.exists(results[0].digest)
+        assert store.exists(results[1].digest) and store.exists(results[2].digest)
+        assert "retention" in [e.kind for e in registry.events("iris")]
+
+    with_platform(tmp_path, body, keep_unrouted=1)
+
+
+def test_artifacts_of_unrecorded_builds_are_swept_at_start(tmp_path):
+    """A build killed between storing its artifact and recording it leaves an orphan; a restart removes it."""
+
+    async def deploy_then_orphan(platform: Platform, _http: httpx.AsyncClient) -> None:
+        kept = await platform.deployer.deploy_dir(function_dir(tmp_path, "iris"))
+        assert kept.status == "created"
+        orphan = function_dir(tmp_path, "orphan")
+        digested = digest_function(orphan)
+        platform.store.put(digested.digest, orphan, digested.files, generated=digested.generated)
+        assert set(platform.store.list_digests()) == {kept.digest, digested.digest}
+
+    async def after_restart(platform: Platform, _http: httpx.AsyncClient) -> None:
+        assert platform.store.list_digests() == [platform.registry.list_revisions("iris")[0].digest]
+
+    with_platform(tmp_path, deploy_then_orphan)
+    with_platform(tmp_path, after_restart)

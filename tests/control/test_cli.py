@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.control.conftest import change_model, function_dir, run_cli
+from tests.control.harness import change_model, function_dir, run_cli
 from zeroserve.client import ApiError
 
 

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.control.conftest import change_model, function_dir, run_cli, slow_function_dir
+from tests.control.harness import change_model, function_dir, run_cli, slow_function_dir
 from zeroserve.client import ApiError
 
 
