@@ -57,6 +57,10 @@ def reported_errors() -> Iterator[None]:
         fail(exc.message)
     except (ValueError, OSError) as exc:  # TrafficError, ArchiveError, a missing directory
         fail(str(exc))
+    except KeyboardInterrupt:
+        # Only the watching stops: a deploy already uploaded completes on the platform.
+        console(stderr=True).print("interrupted (anything already sent to the platform still completes)")
+        raise typer.Exit(130) from None
 
 
 def print_json(data: Any) -> None:
