@@ -594,7 +594,10 @@ class Registry:
         `RolloutPlan.route_at(now)`, so a rollout survives restarts and ticks that are late or missed.
         """
         now = self._clock() if now is None else now
-        moved = []
+        moved: list[str] = []
+        with self._read() as conn:  # the common case, every second: nothing to do, so take no write lock
+            if conn.execute("SELECT 1 FROM rollouts LIMIT 1").fetchone() is None:
+                return moved
         with self._write() as (conn, changed):
             for row in conn.execute("SELECT function FROM rollouts").fetchall():
                 function = row["function"]
