@@ -39,6 +39,8 @@ DATATYPES: tuple[str, ...] = tuple(DATATYPE_DTYPES)
 _INTEGER_DATATYPES = frozenset(d for d in DATATYPES if d.startswith(("INT", "UINT")))
 _FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 _LENGTH = struct.Struct("<I")
+MAX_RANK = 32
+MAX_DIMENSION = 2**62
 
 
 def numpy_dtype(datatype: str, tensor: str = "tensor") -> np.dtype:
@@ -66,12 +68,20 @@ def datatype_of(array: np.ndarray, tensor: str = "tensor") -> str:
 
 
 def check_shape(shape: object, tensor: str = "tensor") -> tuple[int, ...]:
-    """A request shape: a list of non-negative integers (JSON booleans are not integers)."""
+    """A request shape: a list of non-negative integers (JSON booleans are not integers).
+
+    Bounded by what numpy can represent, so a shape like [0, 2**64] (zero elements, legal-looking)
+    is refused here instead of failing inside numpy.
+    """
     if not isinstance(shape, list):
         raise TensorError(f"{tensor}: shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_RANK:
+        raise TensorError(f"{tensor}: shape has {len(shape)} dimensions; at most {MAX_RANK} are supported")
     for dim in shape:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
             raise TensorError(f"{tensor}: shape {shape} has {dim!r}; dimensions are non-negative integers")
+        if dim > MAX_DIMENSION:
+            raise TensorError(f"{tensor}: dimension {dim} in shape {shape} exceeds {MAX_DIMENSION}")
     return tuple(shape)
 
 

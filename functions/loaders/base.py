@@ -25,7 +25,7 @@ class LoadedFunction(ABC):
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Inputs by name -> outputs by name."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most models hold nothing to release
         """Release what the model holds; the default holds nothing worth releasing early."""
 
 

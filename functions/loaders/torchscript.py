@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ class TorchFunction(LoadedFunction):
             log.warning("%s: resources.gpu is set but CUDA is not available to torch; running on CPU", self.source)
         extra = {METADATA_FILE: ""}
         try:
-            self._module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+            with warnings.catch_warnings():
+                # torch 2.x deprecates TorchScript in favour of torch.export; TorchScript is the format served.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
         except Exception as exc:  # torch raises RuntimeError/ValueError variants for bad archives
             raise LoadError(f"model file {display_name} could not be loaded as TorchScript: {exc}") from None
         self._module.eval()

@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 FIXTURE_FUNCTIONS = Path(__file__).resolve().parent / "fixture_functions"
-READY = re.compile(r"^zeroserve: serving .* at (http://\S+) ")
+READY = re.compile(r"^zeroserve: serving .* at ((?:http://|unix:)\S+) ")
 
 
 @dataclass
@@ -35,8 +35,9 @@ class ServedFunction:
 
 
 @contextmanager
-def serve_function(function_dir: Path, *args: str, timeout: float = 60.0) -> Iterator[ServedFunction]:
-    """`python -m functions.server DIR --port 0` as a child process; yields once it printed its URL."""
+def serve_function(function_dir: Path, *args: str, timeout: float = 60.0,
+                   ready_url: str | None = None) -> Iterator[ServedFunction]:
+    """`python -m functions.server DIR --port 0 ARGS` as a child process; yields once it printed its URL."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "functions.server", str(function_dir), "--port", "0", *args],
@@ -69,6 +70,7 @@ def serve_function(function_dir: Path, *args: str, timeout: float = 60.0) -> Ite
             match = READY.match(line)
             if match:
                 url = match.group(1)
+                assert ready_url is None or url == ready_url, line
         yield ServedFunction(url, process, output)
     finally:
         process.terminate()

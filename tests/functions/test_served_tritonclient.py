@@ -144,7 +144,8 @@ def test_v1_and_probe_routes(iris_server) -> None:
     connection = http.client.HTTPConnection(iris_server.host_port, timeout=30)
     try:
         for path, expected in [("/", {"status": "alive"}), ("/healthz", {"ready": True}),
-                               ("/v1/models", {"models": ["iris"]}), ("/v1/models/iris", {"name": "iris", "ready": True}),
+                               ("/v1/models", {"models": ["iris"]}),
+                               ("/v1/models/iris", {"name": "iris", "ready": True}),
                                ("/v2/health/live", {"live": True}), ("/v2/health/ready", {"ready": True})]:
             connection.request("GET", path)
             response = connection.getresponse()

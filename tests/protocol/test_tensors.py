@@ -87,7 +87,8 @@ def test_bytes_binary_layout_is_uint32_le_length_then_bytes() -> None:
     assert raw == b"\x02\x00\x00\x00ab" + b"\x00\x00\x00\x00" + b"\x02\x00\x00\x00\xc3\xa9"
     assert deserialize_bytes_tensor(raw).tolist() == [b"ab", b"", b"\xc3\xa9"]
     # Non-UTF-8 bytes survive the binary extension untouched.
-    assert deserialize_bytes_tensor(serialize_bytes_tensor(_object_array([b"\xff\x00"], (1,)))).tolist() == [b"\xff\x00"]
+    raw = serialize_bytes_tensor(_object_array([b"\xff\x00"], (1,)))
+    assert deserialize_bytes_tensor(raw).tolist() == [b"\xff\x00"]
 
 
 def test_binary_decode_is_zero_copy_when_aligned() -> None:

@@ -1,5 +1,6 @@
 import helpers  # a sibling module: the function directory is on sys.path (after the platform)
 import numpy as np
+
 from protocol.tensors import datatype_of  # the platform's protocol package, not ./protocol.py
 
 
