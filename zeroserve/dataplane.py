@@ -1,0 +1,307 @@
+"""The local data plane: activator + replica supervisor + one KPA autoscaler per revision.
+
+Wiring (ARCHITECTURE §2):
+  activator --collect_stats every second--> RevisionAutoscaler.record
+  autoscaler tick every 2 s (or at once on a cold request) --> Supervisor.set_scale
+  supervisor --replicas ready/gone--> activator.set_endpoints; --start failed--> activator.fail_pending
+  supervisor scale-down --> activator.drain (in-flight requests finish first)
+Routes come from the registry's RouteTable (kept current by a subscription), so the hot path never reads
+SQLite. Revisions are materialized (verified against their digest) when they become routed, not on the
+cold path, so a cold start pays only for the fork and the model load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from activator.app import Activator
+from activator.contracts import ReplicaEndpoint, RevisionSettings
+from autoscaler.revision import RevisionAutoscaler, ScaleDecision
+from deploy.local.supervisor import Supervisor
+from protocol.manifest import FunctionManifest
+from revisions.registry import Registry, RegistryError
+from revisions.store import ArtifactStore, LocalArtifactStore
+from revisions.traffic import RouteTable
+
+log = logging.getLogger("zeroserve.dataplane")
+
+SAMPLE_INTERVAL = 1.0  # Knative's activator reports stats every second
+TICK_INTERVAL = 2.0  # Knative's autoscaler tick
+
+
+def function_of(revision: str) -> str:
+    """`iris-00002` -> `iris` (revision names are `<function>-<5 digits>`)."""
+    return revision.rsplit("-", 1)[0]
+
+
+@dataclass
+class _RevisionState:
+    name: str
+    manifest: FunctionManifest
+    settings: RevisionSettings
+    function_dir: Path | None = None  # set once materialized and registered with the supervisor
+    autoscaler: RevisionAutoscaler | None = None
+    prepared: asyncio.Future[None] | None = None
+    applied: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Resolver:
+    """The activator's RouteResolver over the registry's route table and the revisions we know."""
+
+    def __init__(self, plane: LocalDataPlane):
+        self._plane = plane
+        self._routes = plane.route_table
+
+    def has_function(self, function: str) -> bool:
+        return self._routes.has_function(function)
+
+    def has_tag(self, function: str, tag: str) -> bool:
+        return self._routes.has_tag(function, tag)
+
+    def pick(self, function: str, tag: str | None, u: float) -> str | None:
+        return self._routes.pick(function, tag, u)
+
+    def revision_settings(self, revision: str) -> RevisionSettings:
+        return self._plane.revision(revision).settings
+
+
+class LocalDataPlane:
+    def __init__(self, registry: Registry, store: ArtifactStore, route_table: RouteTable, run_dir: Path, *,
+                 domain: str = "localhost", clock=time.monotonic):
+        self.registry = registry
+        self.store = store
+        self.route_table = route_table
+        self._clock = clock
+        self.run_dir = Path(run_dir)
+        self._revisions: dict[str, _RevisionState] = {}
+        self.activator = Activator(_Resolver(self), domain=domain, on_cold_request=self._on_cold_request,
+                                   clock=clock)
+        self.supervisor = Supervisor(run_dir, on_replicas_changed=self._on_replicas_changed,
+                                     on_start_failed=self._on_start_failed, drain=self.activator.drain)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started_at = 0.0
+        self._unsubscribe = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._started_at = self._clock()
+        await self.supervisor.start()
+        self._unsubscribe = self.registry.subscribe(self._route_changed_threadsafe)
+        for function in self.route_table.functions():
+            self._route_changed(function, at_boot=True)
+        self._spawn(self._sample_loop(), "zeroserve-autoscaler")
+
+    async def stop(self) -> None:
+        """Fail what waits, let what runs finish, then stop every replica (drained) and the zygotes."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.activator.close()
+        await self.supervisor.stop()
+
+    def _spawn(self, coroutine, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- revisions -----------------------------------------------------------------------------------
+
+    def revision(self, name: str) -> _RevisionState:
+        """What we know of a revision; read from the registry the first time (immutable afterwards)."""
+        state = self._revisions.get(name)
+        if state is None:
+            record = self.registry.get_revision(function_of(name), name)
+            manifest = record.function_manifest
+            settings = RevisionSettings(container_concurrency=manifest.concurrency,
+                                        timeout_seconds=float(manifest.timeout_seconds),
+                                        queue_limit=manifest.batching.max_queue if manifest.batching else 10_000)
+            state = _RevisionState(name, manifest, settings)
+            self._revisions[name] = state
+        return state
+
+    async def _prepare(self, state: _RevisionState) -> None:
+        """Materialize (verify) the artifact once and make the revision startable."""
+        if state.prepared is None:
+            state.prepared = asyncio.get_running_loop().create_future()
+            try:
+                record = await asyncio.to_thread(self.registry.get_revision, function_of(state.name), state.name)
+                function_dir = await asyncio.to_thread(self._materialize, state.name, record.digest)
+                self.supervisor.register_revision(state.name, Path(function_dir), state.manifest)
+                state.function_dir = Path(function_dir)
+                state.prepared.set_result(None)
+            except Exception as exc:  # a tampered artifact must fail its requests, not the platform
+                log.error("revision %s cannot be prepared: %s", state.name, exc)
+                state.prepared.set_exception(exc)
+                state.prepared.exception()  # mark retrieved
+                self.activator.fail_pending(state.name, f"revision '{state.name}' cannot start: {exc}")
+                state.prepared = None
+                raise
+        else:
+            await asyncio.shield(state.prepared)
+
+    def _materialize(self, revision: str, digest: str) -> Path:
+        if isinstance(self.store, LocalArtifactStore):
+            return self.store.materialize(digest)  # verified in place, read-only: no copy
+        dest = self.run_dir / "revisions" / revision
+        shutil.rmtree(dest, ignore_errors=True)
+        return self.store.materialize(digest, dest)
+
+    def _autoscaler(self, state: _RevisionState, *, initialized: bool) -> RevisionAutoscaler:
+        if state.autoscaler is None:
+            state.autoscaler = RevisionAutoscaler.for_manifest(state.manifest, now=self._clock(),
+                                                               initialized=initialized,
+                                                               reachable=self._reachable(state.name))
+        return state.autoscaler
+
+    def _reachable(self, revision: str) -> bool:
+        route = self.route_table.route(function_of(revision))
+        return route is not None and (revision in route.slots or revision in route.tags.values())
+
+    # --- events from the registry, the activator and the supervisor ----------------------------------
+
+    def _route_changed_threadsafe(self, function: str) -> None:
+        # Registry writes happen on build threads; everything here belongs to the event loop.
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._route_changed, function)
+
+    def _route_changed(self, function: str, *, at_boot: bool = False) -> None:
+        route = self.route_table.route(function)
+        routed = set() if route is None else set(route.slots) | set(route.tags.values())
+        for name in routed:
+            try:
+                state = self.revision(name)
+            except RegistryError as exc:
+                log.warning("route of %s names %s: %s", function, name, exc)
+                continue
+            if state.autoscaler is None and not at_boot:
+                # A new revision starts with initial_scale replicas, as Knative does; after a restart,
+                # revisions start at zero and wake on their first request.
+                self._autoscaler(state, initialized=False)
+                self._spawn(self._apply_when_prepared(state), f"prepare-{name}")
+            else:
+                self._spawn(self._prepare_quietly(state), f"prepare-{name}")
+        for name, state in list(self._revisions.items()):
+            if function_of(name) == function and state.autoscaler is not None:
+                state.autoscaler.set_reachable(name in routed)
+
+    async def _prepare_quietly(self, state: _RevisionState) -> None:
+        with contextlib.suppress(Exception):
+            await self._prepare(state)
+
+    async def _apply_when_prepared(self, state: _RevisionState) -> None:
+        with contextlib.suppress(Exception):
+            await self._prepare(state)
+            if state.autoscaler is not None:
+                await self._apply(state, state.autoscaler.applied)
+
+    def _on_cold_request(self, revision: str) -> None:
+        """First request waiting at zero: scale to at least one now, not at the next tick."""
+        self._spawn(self._wake(revision), f"wake-{revision}")
+
+    async def _wake(self, revision: str) -> None:
+        try:
+            state = self.revision(revision)
+            await self._prepare(state)
+        except Exception as exc:
+            self.activator.fail_pending(revision, f"revision '{revision}' cannot start: {exc}")
+            return
+        decision = self._autoscaler(state, initialized=True).poke(self._clock())
+        self._remember(state, decision)
+        await self._apply(state, decision.applied)
+
+    def _on_replicas_changed(self, revision: str, endpoints: list) -> None:
+        self.activator.set_endpoints(revision, [ReplicaEndpoint(e.replica_id, e.socket_path) for e in endpoints])
+
+    def _on_start_failed(self, revision: str, error: str) -> None:
+        self.activator.fail_pending(revision, f"revision '{revision}' failed to start: {error}")
+
+    async def _apply(self, state: _RevisionState, n: int) -> None:
+        if state.function_dir is None:
+            return
+        state.applied = n
+        if self.supervisor.status(state.name).desired != n:
+            await self.supervisor.set_scale(state.name, n)
+
+    # --- the autoscaler loop -------------------------------------------------------------------------
+
+    async def _sample_loop(self) -> None:
+        next_tick = self._clock() + TICK_INTERVAL
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL)
+            now = self._clock()
+            try:
+                for name, stats in self.activator.collect_stats(now).items():
+                    state = self._revisions.get(name)
+                    if state is not None and state.autoscaler is not None:
+                        state.autoscaler.record(now, stats.average_concurrency, stats.request_count)
+                if now >= next_tick:
+                    next_tick = now + TICK_INTERVAL
+                    await self._tick(now)
+            except Exception:  # one bad revision must not stop autoscaling for all
+                log.exception("autoscaler tick failed")
+
+    async def _tick(self, now: float) -> None:
+        for state in list(self._revisions.values()):
+            if state.autoscaler is None or state.function_dir is None:
+                continue
+            ready = self.supervisor.status(state.name).ready
+            decision = state.autoscaler.tick(now, ready)
+            self._remember(state, decision)
+            if decision.applied != state.applied or self.supervisor.status(state.name).desired != decision.applied:
+                await self._apply(state, decision.applied)
+
+    def _remember(self, state: _RevisionState, decision: ScaleDecision) -> None:
+        if not state.history or state.history[-1]["applied"] != decision.applied:
+            state.history.append({"at": decision.at, "applied": decision.applied, "reason": decision.reason})
+            del state.history[:-20]
+            log.info("%s: scale %d (%s)", state.name, decision.applied, decision.reason)
+
+    # --- status --------------------------------------------------------------------------------------
+
+    def status(self, function: str) -> dict[str, Any]:
+        """Per revision: replicas, panic mode, observed load, queue and the last decision with its reason."""
+        route = self.route_table.route(function)
+        percents: dict[str, int] = {}
+        if route is not None:
+            for name in route.slots:
+                percents[name] = percents.get(name, 0) + 1
+        names = sorted({n for n in self._revisions if function_of(n) == function} | set(percents))
+        revisions = []
+        for name in names:
+            state = self._revisions.get(name)
+            replicas = self.supervisor.status(name) if state and state.function_dir else None
+            last = state.autoscaler.last if state and state.autoscaler else None
+            revisions.append({
+                "revision": name,
+                "percent": percents.get(name, 0),
+                "tags": sorted(t for t, r in (route.tags.items() if route else ()) if r == name),
+                "ready": replicas.ready if replicas else 0,
+                "desired": replicas.desired if replicas else 0,
+                "starting": replicas.starting if replicas else 0,
+                "draining": replicas.draining if replicas else 0,
+                "panicking": bool(last and last.panicking),
+                "stable_concurrency": round(last.stable_value, 3) if last else 0.0,
+                "panic_concurrency": round(last.panic_value, 3) if last else 0.0,
+                "metric": state.manifest.scaling.metric if state else "concurrency",
+                "queue_depth": self.activator.queue_depth(name),
+                "in_flight": self.activator.in_flight(name),
+                "last_decision": ({"applied": last.applied, "desired": last.desired, "reason": last.reason,
+                                   "age_seconds": round(self._clock() - last.at, 3)} if last else None),
+                "last_error": replicas.last_error if replicas else None,
+                "restarts": replicas.restarts if replicas else 0,
+            })
+        return {"function": function, "revisions": revisions}
