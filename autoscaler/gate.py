@@ -84,6 +84,9 @@ class ScaleGate:
             start = max(bounds.initial_scale, low)
             self.applied = min(start, high) if high else start
             self.activity = "activating" if self.applied > 0 else "inactive"
+            # Starting nothing (initial_scale 0) has trivially reached its initial scale; Knative marks the
+            # scale target initialized on its first reconcile for the same reason.
+            self.initialized = self.applied == 0
         self.since = now  # when `activity` last changed
 
     def poke(self, now: float, pods: int, reachable: bool = True) -> GateResult:

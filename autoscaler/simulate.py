@@ -89,14 +89,16 @@ def _phase(raw: object, where: str) -> Phase:
     unknown = set(raw) - {"duration", "rate", "from", "to"}
     if unknown:
         raise TraceError(f"{where}: unknown key(s) {sorted(unknown)}")
+    if "duration" not in raw:
+        raise TraceError(f"{where}: missing duration")
+    if "rate" not in raw and not {"from", "to"} <= set(raw):
+        raise TraceError(f"{where}: missing rate (or from and to, for a ramp)")
     try:
         duration = float(raw["duration"])
         if "rate" in raw:
             start = end = float(raw["rate"])
         else:
             start, end = float(raw["from"]), float(raw["to"])
-    except KeyError as exc:
-        raise TraceError(f"{where}: missing {exc.args[0]}") from None
     except (TypeError, ValueError):
         raise TraceError(f"{where}: duration, rate, from and to must be numbers") from None
     if not (duration > 0 and math.isfinite(duration)) or min(start, end) < 0:
