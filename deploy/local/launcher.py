@@ -166,7 +166,8 @@ class SpawnLauncher:
         status_r, status_w = os.pipe()
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "deploy.local.replica", "--spec", spec_path, "--status-fd", str(status_w)],
+                [sys.executable, "-m", "deploy.local.replica", "--spec", spec_path,
+                 "--status-fd", str(status_w)],
                 pass_fds=[status_w], stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, "ORT_DISABLE_TELEMETRY": "1"},
             )
@@ -228,7 +229,7 @@ class ZygoteLauncher:
         for module in self.preimports:
             argv += ["--preimport", module]
         try:
-            # Own session: Ctrl-C in the terminal reaches the supervisor only, which stops everything in order.
+            # Own session: Ctrl-C in a terminal reaches the supervisor only, which stops everything in order.
             self._popen = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                            start_new_session=True, env={**os.environ, **FORK_SAFETY_ENV})
         finally:
@@ -260,8 +261,8 @@ class ZygoteLauncher:
         try:
             return await asyncio.wait_for(asyncio.shield(self._hello_future), ZYGOTE_HELLO_TIMEOUT)
         except TimeoutError:
-            raise LaunchError(f"zygote '{self.kind}' did not finish its imports in {ZYGOTE_HELLO_TIMEOUT:.0f}s") \
-                from None
+            raise LaunchError(f"zygote '{self.kind}' did not finish its imports in "
+                              f"{ZYGOTE_HELLO_TIMEOUT:.0f}s") from None
 
     def _on_control(self) -> None:
         assert self._control is not None
@@ -290,6 +291,7 @@ class ZygoteLauncher:
             future = self._pending.pop(message["replica_id"], None)
             if future is None or future.done():
                 process.send_signal(signal.SIGKILL)  # nobody waits for it any more
+                process.exited.add_done_callback(lambda _: process.close())
             else:
                 future.set_result(process)
         elif event == "fork_failed":
@@ -343,7 +345,8 @@ class ZygoteLauncher:
         if self._popen is not None:
             code = self._popen.wait()  # it has exited: this reaps without blocking
             if not self._closed:
-                log.error("zygote '%s' (pid %d) exited (status %s); its replicas die with it and are replaced",
+                log.error("zygote '%s' (pid %d) exited (status %s); its replicas die with it and are "
+                          "replaced",
                           self.kind, self._popen.pid, code)
         self._zygote_exit.set_result(None)
 

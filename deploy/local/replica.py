@@ -81,7 +81,8 @@ def die_with_parent(parent_pid: int) -> None:
     """SIGKILL this replica when its parent dies, so a crashed platform leaves no orphans."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        print(f"zeroserve replica: prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}", file=sys.stderr)
+        print(f"zeroserve replica: prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}",
+              file=sys.stderr)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 

@@ -204,7 +204,7 @@ class Supervisor:
         rs = _ReplicaSet(revision, Path(function_dir), manifest, manifest.normalised())
         self._sets[revision] = rs
         if self._started and not self._stopping:
-            self._launcher(rs.kind)  # a torch zygote imports torch for seconds: begin now, not on first request
+            self._launcher(rs.kind)  # a torch zygote imports for seconds: begin now, not on first request
 
     async def set_scale(self, revision: str, n: int) -> None:
         """Ask for n replicas; returns at once. Starts continue in the background."""
@@ -329,14 +329,16 @@ class Supervisor:
             socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
             env=dict(manifest.env), threads=manifest.resources.threads,
             memory_bytes=manifest.resources.memory_bytes,
-            graceful_shutdown_seconds=self.replica_graceful_shutdown, keep_alive_seconds=self.replica_keep_alive,
+            graceful_shutdown_seconds=self.replica_graceful_shutdown,
+            keep_alive_seconds=self.replica_keep_alive,
         )
         try:
-            process = await self._launcher(rs.kind).launch(spec)
-        except LaunchError as exc:
+            process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec), self.start_timeout)
+        except (LaunchError, TimeoutError) as exc:
             if replica.state == STARTING:
                 replica.state = GONE
-                self._start_failed(rs, replica, f"could not start a replica process: {exc}")
+                reason = str(exc) or f"no answer from the zygote in {self.start_timeout:.0f}s"
+                self._start_failed(rs, replica, f"could not start a replica process: {reason}")
             return
         replica.process = process
         if replica.state != STARTING:  # called off while the zygote forked it
@@ -397,8 +399,9 @@ class Supervisor:
         for warning in message.get("warnings", []):
             log.warning("revision %s: replica %s: %s", rs.revision, replica.replica_id, warning)
         rs.start_failures = 0
+        process = replica.process
         log.info("revision %s: replica %s ready (pid %s, %s) in %.1f ms", rs.revision, replica.replica_id,
-                 replica.process.pid if replica.process else "?", replica.process.mode if replica.process else "",
+                 process.pid if process else "?", process.mode if process else "",
                  (now - replica.requested_at) * 1000)
         self._publish(rs)
 
@@ -450,7 +453,8 @@ class Supervisor:
             await asyncio.wait_for(asyncio.shield(process.exited), self.stop_timeout)
             return
         except TimeoutError:
-            log.warning("replica pid %d ignored SIGTERM for %.0fs; killing it", process.pid, self.stop_timeout)
+            log.warning("replica pid %d ignored SIGTERM for %.0fs; killing it", process.pid,
+                        self.stop_timeout)
         process.send_signal(signal.SIGKILL)
         try:
             await asyncio.wait_for(asyncio.shield(process.exited), EXIT_GRACE_AFTER_KILL)

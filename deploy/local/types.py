@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class ReplicaEndpoint:
-    """Where a ready replica listens. The activator keeps an identical type; the two fields are the contract."""
+    """Where a ready replica listens. The activator has an identical type; the two fields are the contract."""
 
     replica_id: str
     socket_path: str

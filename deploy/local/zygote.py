@@ -141,7 +141,8 @@ class Zygote:
         except OSError as exc:
             os.close(status_r)
             os.close(status_w)
-            send(self.control, {"event": "fork_failed", "replica_id": spec.replica_id, "error": f"fork: {exc}"})
+            send(self.control, {"event": "fork_failed", "replica_id": spec.replica_id,
+                                "error": f"fork: {exc}"})
             return
         if pid == 0:
             started = time.monotonic()
@@ -193,7 +194,8 @@ class Zygote:
                 return
             self.children.discard(pid)
             try:
-                send(self.control, {"event": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+                send(self.control, {"event": "exited", "pid": pid,
+                                    "returncode": os.waitstatus_to_exitcode(status)})
             except OSError:
                 pass  # supervisor gone; we are about to stop anyway
 
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deploy.local.zygote")
     parser.add_argument("--kind", choices=sorted(PREIMPORTS), default="default")
     parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--preimport", action="append", default=[], help="extra module to import (app factory)")
+    parser.add_argument("--preimport", action="append", default=[],
+                        help="extra module to import (the app factory's)")
     parser.add_argument("--no-warmup", action="store_true")
     args = parser.parse_args(argv)
     os.environ.update(FORK_SAFETY_ENV)

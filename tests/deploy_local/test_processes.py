@@ -16,7 +16,16 @@ import pytest
 
 from deploy.local.zygote import WARMUP_MODEL
 from protocol.manifest import load_manifest
-from tests.deploy_local.harness import HERE, Owner, alive, http, make_supervisor, run, write_echo_function, zombie
+from tests.deploy_local.harness import (
+    HERE,
+    Owner,
+    alive,
+    http,
+    make_supervisor,
+    run,
+    write_echo_function,
+    zombie,
+)
 
 ROOT = HERE.parent.parent
 IRIS = ROOT / "examples" / "iris"
@@ -76,7 +85,8 @@ def test_a_zygote_with_threads_falls_back_to_spawning_and_says_so(tmp_path: Path
             await sv.set_scale("echo-00001", 1)
             (endpoint,) = await owner.wait_for(lambda: owner.endpoints("echo-00001"), "a spawned replica", 60)
             zygote = sv.zygotes()["default"]
-            assert not zygote["fork_safe"] and zygote["threads"] == 2 and "threads are running" in zygote["reason"]
+            assert not zygote["fork_safe"] and zygote["threads"] == 2
+            assert "threads are running" in zygote["reason"]
             (info,) = sv.replicas("echo-00001")
             assert info.mode == "spawn"
             _, seen, _ = await http(endpoint, "GET", "/debug")
@@ -119,6 +129,38 @@ def test_examples_iris_on_the_real_runtime_serves_v2_and_a_corrupt_model_reports
             await owner.wait_for(lambda: owner.failures, "the broken model's start failure")
             _, revision, error = owner.failures[0]
             assert revision == "broken-00001" and "could not be loaded by ONNX Runtime" in error
+        finally:
+            await sv.stop()
+
+    run(scenario())
+
+
+def test_a_killed_zygote_takes_its_replicas_along_and_both_come_back(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "echo")
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner)
+        await sv.start()
+        try:
+            sv.register_revision("echo-00001", fn, load_manifest(fn))
+            await sv.set_scale("echo-00001", 2)
+            before = await owner.wait_for(lambda: len(owner.endpoints("echo-00001")) == 2
+                                          and owner.endpoints("echo-00001"), "two replicas")
+            old_pids = [r.pid for r in sv.replicas("echo-00001")]
+            old_zygote = sv.zygotes()["default"]["pid"]
+            os.kill(old_zygote, signal.SIGKILL)
+            after = await owner.wait_for(
+                lambda: len(owner.endpoints("echo-00001")) == 2
+                and not set(owner.endpoints("echo-00001")) & set(before) and owner.endpoints("echo-00001"),
+                "two replacement replicas")
+            # PR_SET_PDEATHSIG killed the replicas with their zygote. Orphaned, they are init's to reap,
+            # and this sandbox's init does not, so a zombie counts as gone here.
+            assert not [pid for pid in [old_zygote, *old_pids] if alive(pid) and not zombie(pid)]
+            assert sv.zygotes()["default"]["pid"] != old_zygote
+            for endpoint in after:
+                assert (await http(endpoint, "GET", "/v2/health/ready"))[0] == 200
+            assert sv.status("echo-00001").restarts == 2
         finally:
             await sv.stop()
 

@@ -71,7 +71,8 @@ def test_scale_up_serves_over_uds_then_scale_down_drains_and_removes_everything(
             assert not [pid for pid in pids if alive(pid)]
             assert not [e for e in endpoints if os.path.exists(e.socket_path)]
             status_now = sv.status(REV)
-            assert (status_now.desired, status_now.ready, status_now.starting, status_now.draining) == (0, 0, 0, 0)
+            counts = (status_now.desired, status_now.ready, status_now.starting, status_now.draining)
+            assert counts == (0, 0, 0, 0)
             assert status_now.restarts == 0 and status_now.last_error is None
         finally:
             await sv.stop()
@@ -147,7 +148,8 @@ def test_corrupt_model_reports_the_load_error_and_backs_off(tmp_path: Path, run_
 
 def test_replica_that_exits_during_load_is_a_start_failure_with_its_exit_status(tmp_path: Path,
                                                                                  run_dir: Path) -> None:
-    fn = write_echo_function(tmp_path / "crashy", name="crashy", extra_yaml="env:\n  ECHO_EXIT_ON_LOAD: '3'\n")
+    fn = write_echo_function(tmp_path / "crashy", name="crashy",
+                             extra_yaml="env:\n  ECHO_EXIT_ON_LOAD: '3'\n")
 
     async def scenario() -> None:
         owner = Owner()
@@ -226,7 +228,8 @@ def test_scale_down_while_starting_calls_the_start_off(tmp_path: Path, run_dir: 
     run(scenario())
 
 
-def test_stop_leaves_no_process_and_no_socket_and_start_clears_stale_ones(tmp_path: Path, run_dir: Path) -> None:
+def test_stop_leaves_no_process_and_no_socket_and_start_clears_stale_ones(tmp_path: Path,
+                                                                          run_dir: Path) -> None:
     fn = write_echo_function(tmp_path / "echo")
     stale_dir = run_dir / "replicas"
     stale_dir.mkdir(parents=True)
