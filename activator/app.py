@@ -226,9 +226,10 @@ class Activator:
         except ClientGone:
             return CLIENT_CLOSED
         state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
-        if not await relay_response(response, state.header, receive, send, body):
-            log.warning("replica %s of revision '%s' failed mid-response; closing the client connection",
-                        tracker.replica_id, state.name)
+        failure = await relay_response(response, state.header, receive, send, body)
+        if failure is not None:
+            log.warning("replica %s of revision '%s' failed mid-response (%s); closing the client connection",
+                        tracker.replica_id, state.name, failure)
         return response.status
 
     # -- helpers ----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ both servers' flow control in between, so a large body never sits in memory whol
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,14 +16,15 @@ from yarl import URL
 
 from activator.contracts import ReplicaEndpoint
 
-log = logging.getLogger("zeroserve.activator")
-
 # RFC 9110 §7.6.1 connection-specific fields, plus `expect`: 100-continue is answered by our server.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "expect",
 })
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+# The activator's own server writes these for every response; the replica's copies would be duplicates.
+_SET_BY_FRONT_SERVER = frozenset({b"date", b"server"})
+_NOT_RELAYED = _HOP_BY_HOP_BYTES | _SET_BY_FRONT_SERVER
 # Bodies up to this size are read whole before sending: one write, and a retry can replay them.
 SMALL_BODY = 64 * 1024
 # Below uvicorn's default keep-alive (5 s), so the activator, not the replica, closes idle
@@ -208,7 +208,10 @@ async def send_upstream(
 
 
 def response_headers(response: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]]) -> list:
-    headers = [(name, value) for name, value in response.raw_headers if name.lower() not in _HOP_BY_HOP_BYTES]
+    """The replica's headers minus hop-by-hop ones and those our own server writes (date, server);
+    `extra` (the activator's) replace namesakes, so a replica naming its revision is not sent twice."""
+    skipped = _NOT_RELAYED.union(name for name, _ in extra)
+    headers = [(name, value) for name, value in response.raw_headers if name.lower() not in skipped]
     headers.extend(extra)
     return headers
 
@@ -219,8 +222,12 @@ async def relay_response(
     receive: Any,
     send: Any,
     body: RequestBody | None,
-) -> bool:
-    """Stream the replica's response to the client; False if the replica failed mid-body."""
+) -> str | None:
+    """Stream the replica's response to the client; returns what broke if the replica failed mid-body.
+
+    After a failure the response is left incomplete, so the server closes the client's connection
+    rather than passing a truncated body off as whole.
+    """
     try:
         await send({"type": "http.response.start", "status": response.status,
                     "headers": response_headers(response, extra_headers)})
@@ -228,12 +235,11 @@ async def relay_response(
         chunk = await reader.readany()
         if reader.at_eof():  # the whole (small) body is here: one send
             await send({"type": "http.response.body", "body": chunk, "more_body": False})
-            return True
+            return None
         await _stream_rest(reader, chunk, receive, send, watch_client=body is None or body.finished)
-        return True
+        return None
     except (aiohttp.ClientError, OSError) as error:
-        log.warning("replica stream failed mid-response (%s): %r", response.url.path, error)
-        return False
+        return repr(error)
     finally:
         response.release()
 

@@ -23,6 +23,7 @@ import uvicorn
 from activator import Activator, ReplicaEndpoint, RevisionSettings
 
 REPLICA_APP = Path(__file__).with_name("replica_app.py")
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
 
 
@@ -67,7 +68,7 @@ class Replica:
         self.process.wait(timeout=10)
 
 
-def _wait_until_serving(replica: Replica) -> None:
+def _wait_until_serving(replica: Replica, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if replica.process.poll() is not None:
@@ -75,7 +76,7 @@ def _wait_until_serving(replica: Replica) -> None:
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
             probe.settimeout(1.0)
             probe.connect(replica.socket_path)
-            probe.sendall(b"GET /echo HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+            probe.sendall(f"GET {path} HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n".encode())
             if probe.recv(64).startswith(b"HTTP/1.1 200"):
                 return
         time.sleep(0.02)  # polling interval while the process boots, not a synchronisation sleep
@@ -89,19 +90,19 @@ class ReplicaPool:
         self.directory = tempfile.mkdtemp(prefix="zs-act-")
         self.replicas: list[Replica] = []
 
-    def start(self, *replica_ids: str) -> list[Replica]:
+    def start(self, *replica_ids: str, command: list[str] | None = None, probe: str = "/echo") -> list[Replica]:
+        """Start replicas of the test app, or of `command` (to which `--uds PATH` is appended)."""
         started = []
         for replica_id in replica_ids:
             path = os.path.join(self.directory, f"{replica_id}-{len(self.replicas)}.sock")
-            process = subprocess.Popen(
-                [sys.executable, str(REPLICA_APP), "--uds", path, "--replica-id", replica_id],
-                stdout=subprocess.DEVNULL,
-            )
+            argv = ([*command, "--uds", path] if command
+                    else [sys.executable, str(REPLICA_APP), "--uds", path, "--replica-id", replica_id])
+            process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, cwd=ROOT)
             replica = Replica(replica_id, path, process)
             self.replicas.append(replica)
             started.append(replica)
         for replica in started:
-            _wait_until_serving(replica)
+            _wait_until_serving(replica, probe)
         return started
 
     def close(self) -> None:

@@ -79,6 +79,7 @@ def test_routing_by_host_and_path_and_named_404s(harness, shared_replicas):
             assert sent["x-forwarded-host"] == url.removeprefix("http://")
             assert sent["x-forwarded-for"] == "127.0.0.1"
 
+            assert len(headers.getall("date")) == 1 and len(headers.getall("server")) == 1  # not doubled
             status, headers, body = await get("/fn/iris")
             assert status == 200 and body["path"] == "/"
 
@@ -532,5 +533,26 @@ def test_connection_errors_are_not_retried_after_the_body_was_sent(harness, repl
                 response.close()
             except aiohttp.ClientError:
                 pass  # the activator may also have closed the connection mid-upload
+
+    harness.run(scenario())
+
+
+def test_replica_dying_mid_response_aborts_only_that_response(harness, replica_pool):
+    (victim,) = replica_pool.start("midway")
+
+    async def scenario():
+        resolver = iris_routes(harness)
+        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+            activator.set_endpoints("iris-00001", [victim.endpoint])
+            async with client.get(f"{url}/fn/iris/download?bytes={8 * MB}&id=midway") as response:
+                assert response.status == 200
+                await response.content.readexactly(64 * 1024)
+                victim.process.kill()
+                # the client must see a broken response, never a short one passed off as complete
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await response.content.read()
+            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 0, what="request ended")
+            metrics = generate_latest(activator.metrics_registry).decode()
+            assert 'code="200",revision="iris-00001"} 1.0' in metrics
 
     harness.run(scenario())
