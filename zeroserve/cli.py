@@ -41,6 +41,7 @@ def quickstart(port: int = typer.Option(8080, "--port")) -> None:
 # Control plane and its client (zeroserve/commands/).
 from zeroserve.commands.deploy import deploy  # noqa: E402
 from zeroserve.commands.functions import delete, describe, events, list_functions, revisions  # noqa: E402
+from zeroserve.commands.status import status  # noqa: E402
 from zeroserve.commands.traffic import promote, rollback, traffic  # noqa: E402
 from zeroserve.commands.up import up  # noqa: E402
 
@@ -54,6 +55,7 @@ app.command("rollback")(rollback)
 app.command("promote")(promote)
 app.command("delete")(delete)
 app.command("events")(events)
+app.command("status")(status)
 
 if __name__ == "__main__":
     app()

@@ -139,6 +139,9 @@ class ControlClient:
     def promote(self, function: str, tag: str) -> dict[str, Any]:
         return self._call("POST", f"/functions/{_seg(function)}/promote", json={"tag": tag})
 
+    def status(self, function: str) -> dict[str, Any]:
+        return self._call("GET", f"/functions/{_seg(function)}/status")
+
     def events(self, function: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if function:

@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp
 
+from activator.dispatch import HostDispatcher
 from revisions.registry import Registry
 from revisions.store import ArtifactStore, open_store
 from revisions.traffic import RouteTable
 from zeroserve.api import ControlContext, DeployService, create_control_app
+from zeroserve.dataplane import LocalDataPlane
 from zeroserve.settings import Settings, ensure_token
 
 logger = logging.getLogger("zeroserve.platform")
@@ -50,6 +55,7 @@ class Platform:
         self.control_app = create_control_app(self.control)
         # What uvicorn serves; the lead may put the data plane's dispatcher in front of it.
         self.asgi_app: ASGIApp = self.control_app
+        self.data_plane: LocalDataPlane | None = None
         self.on_start: list[Hook] = []
         self.on_stop: list[Hook] = []
         self._rollout_task: asyncio.Task[None] | None = None
@@ -93,7 +99,7 @@ class Platform:
             await asyncio.sleep(self.settings.rollout_tick)
 
 
-def create_platform(settings: Settings) -> Platform:
+def create_platform(settings: Settings, *, data_plane: bool = True) -> Platform:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     token = ensure_token(data_dir)
@@ -103,7 +109,50 @@ def create_platform(settings: Settings) -> Platform:
     except BaseException:
         registry.close()
         raise
-    return Platform(settings, registry, store, token)
+    platform = Platform(settings, registry, store, token)
+    if data_plane:
+        attach_data_plane(platform)
+    return platform
+
+
+def attach_data_plane(platform: Platform) -> LocalDataPlane:
+    """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
+    settings = platform.settings
+    plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
+                           domain=settings.domain)
+    platform.data_plane = plane
+    platform.control.scale_status = plane.status
+    fallback = MetricsEndpoint(platform.control_app, plane.activator.metrics_registry)
+    platform.asgi_app = HostDispatcher(plane.activator, fallback, settings.domain)
+    platform.on_start.append(plane.start)
+    platform.on_stop.append(plane.stop)
+    return plane
+
+
+def run_dir_for(data_dir: Path) -> Path:
+    """Replica sockets live here; Unix socket paths are capped at 108 bytes, so long data dirs get /tmp."""
+    run_dir = Path(data_dir).resolve() / "run"
+    if len(str(run_dir / "sockets" / "r999999999.sock")) <= 100:
+        return run_dir
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"zeroserve-{digest}"
+
+
+class MetricsEndpoint:
+    """`GET /metrics` in Prometheus text format; everything else to the control API."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
+        self.app = app
+        self.registry = registry
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            body = generate_latest(self.registry)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:

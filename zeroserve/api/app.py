@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from zeroserve.api import events, functions, traffic
+from zeroserve.api import events, functions, status, traffic
 from zeroserve.api.auth import TokenAuth
 from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import install_error_handlers
@@ -24,7 +24,7 @@ def create_control_app(ctx: ControlContext) -> FastAPI:
     )
     install_error_handlers(app)
     auth = [Depends(TokenAuth(ctx.token))]
-    for module in (functions, traffic, events):
+    for module in (functions, traffic, events, status):
         app.include_router(module.build_router(ctx), prefix=API_PREFIX, dependencies=auth)
 
     @app.get(f"{API_PREFIX}/healthz", tags=["health"], summary="Liveness (no token needed)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from revisions.registry import Registry
 from zeroserve.api.deploys import DeployService
@@ -18,6 +19,8 @@ class ControlContext:
     token: str
     # The platform's base URL once it is bound (the port may be chosen at start).
     base_url: Callable[[], str]
+    # The data plane's per-function scale status; None while only the control plane runs.
+    scale_status: Callable[[str], dict[str, Any]] | None = None
 
     def function_urls(self, function: str, tags: list[str] | None = None) -> dict[str, object]:
         """Where a function answers: its host URL and path URL, and one host URL per tag (ARCHITECTURE §4)."""

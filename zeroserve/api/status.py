@@ -1,0 +1,23 @@
+"""Scale status per function: what the autoscaler sees and decided, per revision (`zeroserve status`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from zeroserve.api.context import ControlContext
+
+
+def build_router(ctx: ControlContext) -> APIRouter:
+    router = APIRouter(tags=["status"])
+
+    @router.get("/functions/{function}/status",
+                summary="Per revision: ready/desired replicas, panic mode, stable/panic load, queue, last decision")
+    async def status(function: str) -> dict[str, Any]:
+        ctx.registry.get_function(function)  # 404 naming the function when it does not exist
+        if ctx.scale_status is None:
+            return {"function": function, "revisions": [], "data_plane": False}
+        return {**ctx.scale_status(function), "data_plane": True}
+
+    return router
