@@ -142,8 +142,8 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
         config = uvicorn.Config(
             app, http="httptools", lifespan="off", ws="none", interface="asgi3", access_log=False,
             log_config=None, log_level="warning", server_header=False,
-            timeout_graceful_shutdown=int(spec.graceful_shutdown_seconds),
-            timeout_keep_alive=int(spec.keep_alive_seconds),
+            timeout_graceful_shutdown=spec.graceful_shutdown_seconds,  # type: ignore[arg-type]
+            timeout_keep_alive=spec.keep_alive_seconds,  # type: ignore[arg-type]
         )
 
         def on_listening() -> None:

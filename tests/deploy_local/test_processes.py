@@ -165,3 +165,29 @@ def test_a_killed_zygote_takes_its_replicas_along_and_both_come_back(tmp_path: P
             await sv.stop()
 
     run(scenario())
+
+
+def test_a_torch_revision_gets_its_own_fork_safe_zygote(run_dir: Path) -> None:
+    torch_fn = ROOT / "examples" / "torch-linear"
+    sample = json.loads((torch_fn / "sample.json").read_text())
+
+    async def scenario() -> None:
+        owner = Owner()
+        sv = make_supervisor(run_dir, owner, app_factory="functions.app:create_app")
+        await sv.start()
+        try:
+            sv.register_revision("torch-linear-00001", torch_fn, load_manifest(torch_fn))
+            await sv.set_scale("torch-linear-00001", 1)
+            (endpoint,) = await owner.wait_for(lambda: owner.endpoints("torch-linear-00001"),
+                                               "a torch replica", 60)
+            zygotes = sv.zygotes()
+            # torch imported, no op run: still one thread, so forking it is safe.
+            assert zygotes["torch"]["fork_safe"] and zygotes["torch"]["threads"] == 1
+            assert zygotes["torch"]["pid"] != zygotes["default"]["pid"]
+            assert sv.replicas("torch-linear-00001")[0].mode == "fork"
+            status, body, _ = await http(endpoint, "POST", "/v2/models/torch-linear/infer", sample)
+            assert status == 200 and body["outputs"][0]["shape"] == [2, 2]
+        finally:
+            await sv.stop()
+
+    run(scenario(), timeout=90)
