@@ -155,12 +155,14 @@ class MetricsEndpoint:
         await self.app(scope, receive, send)
 
 
-def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
+def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = None,
+                 after_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
     """Serve the platform in the foreground until SIGINT/SIGTERM."""
-    asyncio.run(serve_platform(settings, ready=ready))
+    asyncio.run(serve_platform(settings, ready=ready, after_ready=after_ready))
 
 
-async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
+async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | None = None,
+                         after_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
     platform = create_platform(settings)
     # Lifespan off: the platform's start/stop run here, around the server, whatever app is in front.
     config = uvicorn.Config(platform.asgi_app, host=settings.host, port=settings.port, lifespan="off",
@@ -168,7 +170,7 @@ async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | N
     server = uvicorn.Server(config)
     await platform.start()
     try:
-        watcher = asyncio.create_task(_announce_when_bound(server, platform, ready or _print_ready))
+        watcher = asyncio.create_task(_announce_when_bound(server, platform, ready or _print_ready, after_ready))
         try:
             await server.serve()
         finally:
@@ -177,12 +179,18 @@ async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | N
         await platform.stop()
 
 
-async def _announce_when_bound(server: uvicorn.Server, platform: Platform, ready: Callable[[str], None]) -> None:
+async def _announce_when_bound(server: uvicorn.Server, platform: Platform, ready: Callable[[str], None],
+                               after_ready: Callable[[Platform], Awaitable[None]] | None) -> None:
     while not server.started:
         await asyncio.sleep(0.02)
     host, port = server.servers[0].sockets[0].getsockname()[:2]
     platform.base_url = f"http://{host}:{port}"
     ready(f"zeroserve ready at {platform.base_url} (data: {platform.settings.data_dir})")
+    if after_ready is not None:
+        try:
+            await after_ready(platform)
+        except Exception:  # the platform keeps serving; whoever asked sees why in the log
+            logger.exception("start-up task failed")
 
 
 def _print_ready(line: str) -> None:
