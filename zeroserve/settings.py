@@ -20,7 +20,8 @@ TOKEN_FILE = "token"
 # Settings read from the environment, by field name (ZEROSERVE_<NAME>); ZEROSERVE_DATA is the data dir.
 _ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": "ARTIFACTS", "domain": "DOMAIN",
                "keep_unrouted": "KEEP_UNROUTED", "build_workers": "BUILD_WORKERS",
-               "max_upload_bytes": "MAX_UPLOAD_BYTES", "smoke_timeout": "SMOKE_TIMEOUT"}
+               "max_upload_bytes": "MAX_UPLOAD_BYTES", "smoke_timeout": "SMOKE_TIMEOUT",
+               "queue_limit": "QUEUE_LIMIT"}
 
 
 class SettingsError(ValueError):
@@ -41,6 +42,8 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(512 << 20, ge=1)
     smoke_timeout: float = Field(120.0, gt=0)
     rollout_tick: float = Field(1.0, gt=0)
+    # Requests the activator holds per revision while no replica is free (Knative's breakerQueueDepth).
+    queue_limit: int = Field(10_000, ge=1, le=1_000_000)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -119,7 +119,7 @@ def attach_data_plane(platform: Platform) -> LocalDataPlane:
     """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
     settings = platform.settings
     plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
-                           domain=settings.domain)
+                           domain=settings.domain, queue_limit=settings.queue_limit)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
     fallback = MetricsEndpoint(platform.control_app, plane.activator.metrics_registry)
