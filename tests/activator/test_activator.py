@@ -7,12 +7,13 @@ import hashlib
 import json
 import random
 import threading
+import time
 
 import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
-from activator import Activator, HostDispatcher, RevisionSettings
+from activator import Activator, HostDispatcher, RevisionSettings, RevisionStats
 
 MB = 1024 * 1024
 
@@ -47,7 +48,7 @@ def test_requests_at_zero_wait_and_all_succeed_once_a_replica_is_ready(harness, 
             # capacity 2 x 10: both replicas served
             assert {body["replica"] for _, _, body in results} == {"r1", "r2"}
             assert activator.queue_depth("iris-00001") == 0 and activator.in_flight("iris-00001") == 0
-            stats = activator.collect_stats(__import__("time").monotonic())
+            stats = activator.collect_stats(time.monotonic())
             assert stats["iris-00001"].request_count == 200
             assert stats["iris-00001"].average_concurrency > 0
             metrics = generate_latest(activator.metrics_registry).decode()
@@ -554,5 +555,29 @@ def test_replica_dying_mid_response_aborts_only_that_response(harness, replica_p
             await harness.wait_for(lambda: activator.in_flight("iris-00001") == 0, what="request ended")
             metrics = generate_latest(activator.metrics_registry).decode()
             assert 'code="200",revision="iris-00001"} 1.0' in metrics
+
+    harness.run(scenario())
+
+
+def test_collect_stats_counts_waiting_requests_on_the_injected_clock(harness, shared_replicas):
+    r1, _ = shared_replicas
+    now = [100.0]
+
+    async def scenario():
+        resolver = iris_routes(harness)
+        async with harness.running_activator(resolver, clock=lambda: now[0]) as (activator, url), \
+                harness.client_session() as client:
+            async def call():
+                async with client.get(f"{url}/fn/iris/echo") as response:
+                    return response.status
+
+            waiting = [asyncio.create_task(call()) for _ in range(3)]
+            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 3)
+            now[0] = 102.0
+            # three requests held for the 2 s since the revision was first seen: demand at zero replicas
+            assert activator.collect_stats(102.0) == {"iris-00001": RevisionStats(3.0, 3)}
+            activator.set_endpoints("iris-00001", [r1.endpoint])
+            assert await asyncio.gather(*waiting) == [200, 200, 200]  # they leave at t=102
+            assert activator.collect_stats(104.0) == {"iris-00001": RevisionStats(0.0, 0)}
 
     harness.run(scenario())
