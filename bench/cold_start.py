@@ -116,17 +116,17 @@ async def measure(functions: list[Path], run_dir: Path) -> tuple[list[dict[str, 
             supervisor.register_revision(revision, function_dir, manifest)
             sample = (function_dir / manifest.sample).read_bytes() if manifest.sample else b'{"inputs": []}'
 
-            started = loop.time()
+            started = time.monotonic()
             await supervisor.set_scale(revision, 1)
             while not supervisor.endpoints(revision):
                 if failures:
                     raise RuntimeError(f"start failed: {failures[0]}")
                 changed.clear()
                 await asyncio.wait_for(changed.wait(), 60)
-            ready = loop.time()
+            ready = time.monotonic()
             (endpoint,) = supervisor.endpoints(revision)
             status, body = await first_infer(endpoint, manifest.name, sample)
-            answered = loop.time()
+            answered = time.monotonic()
             if status != 200:
                 raise RuntimeError(f"{revision}: infer answered {status}: {body[:300]!r}")
             outputs = json.loads(body)["outputs"]

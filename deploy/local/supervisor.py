@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ STARTING, READY, DRAINING, STOPPING, GONE = "starting", "ready", "draining", "st
 class _Replica:
     replica_id: str
     socket_path: str
-    requested_at: float
+    requested_at: float            # time.monotonic(): the clock replicas stamp their timings with
     state: str = STARTING
     process: ReplicaProcess | None = None
     ready_at: float | None = None
@@ -75,7 +76,7 @@ class _ReplicaSet:
     start_failures: int = 0
     last_failure_at: float = float("-inf")
     crash_streak: int = 0
-    retry_at: float = 0.0
+    retry_at: float = 0.0          # loop.time(): when the next start may begin
     retry_timer: asyncio.TimerHandle | None = None
     published: list[ReplicaEndpoint] | None = None
 
@@ -282,7 +283,7 @@ class Supervisor:
         self._sequence += 1
         replica = _Replica(replica_id=f"{rs.revision}-r{self._sequence}",
                            socket_path=str(self.socket_dir.resolve() / f"r{self._sequence}.sock"),
-                           requested_at=asyncio.get_running_loop().time())
+                           requested_at=time.monotonic())
         rs.replicas[replica.replica_id] = replica
         self._spawn_task(self._run_replica(rs, replica))
 
@@ -322,7 +323,6 @@ class Supervisor:
             self._publish(rs)
 
     async def _start_and_serve(self, rs: _ReplicaSet, replica: _Replica) -> None:
-        loop = asyncio.get_running_loop()
         manifest = rs.manifest
         spec = ReplicaSpec(
             replica_id=replica.replica_id, revision=rs.revision, function_dir=str(rs.function_dir.resolve()),
@@ -361,7 +361,7 @@ class Supervisor:
             await self._terminate(process)
             return
         if message is not None and message.get("event") == "ready":
-            self._on_ready(rs, replica, message, loop.time())
+            self._on_ready(rs, replica, message, time.monotonic())
         else:
             if message is not None:
                 error = str(message.get("error", "unknown error"))
@@ -372,14 +372,14 @@ class Supervisor:
             else:
                 error = f"the replica was not ready after {self.start_timeout:.0f}s (start_timeout)"
             replica.state = GONE
+            self._start_failed(rs, replica, error)  # report first: stopping a hung start takes seconds
             await self._terminate(process)
-            self._start_failed(rs, replica, error)
             return
 
         await process.exited
         if replica.state == READY:
             replica.state = GONE
-            self._on_crash(rs, replica, loop.time())
+            self._on_crash(rs, replica, time.monotonic())
             description = await process.exit_description()
             rs.last_error = f"replica {replica.replica_id} exited unexpectedly ({description})"
             log.warning("revision %s: %s", rs.revision, rs.last_error)
@@ -411,11 +411,12 @@ class Supervisor:
         rs.crash_streak = rs.crash_streak + 1 if uptime < STABLE_UPTIME else 1
         rs.restarts += 1
         # The first crash is replaced at once; a replica that keeps dying young backs off like a failed start.
-        rs.retry_at = max(rs.retry_at, now + self.backoff.delay(rs.crash_streak - 1))
+        delay = self.backoff.delay(rs.crash_streak - 1)
+        rs.retry_at = max(rs.retry_at, asyncio.get_running_loop().time() + delay)
         self._reconcile(rs)
 
     def _start_failed(self, rs: _ReplicaSet, replica: _Replica, error: str) -> None:
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         # Replicas launched together fail together; they count as one attempt, not one each.
         if replica.requested_at >= rs.last_failure_at:
             rs.start_failures += 1
@@ -423,9 +424,10 @@ class Supervisor:
         rs.restarts += 1
         rs.last_error = error
         delay = self.backoff.delay(rs.start_failures)
-        rs.retry_at = max(rs.retry_at, now + delay)
+        loop_now = asyncio.get_running_loop().time()
+        rs.retry_at = max(rs.retry_at, loop_now + delay)
         log.warning("revision %s: replica %s failed to start: %s (next attempt in %.1fs)", rs.revision,
-                    replica.replica_id, error, max(rs.retry_at - now, 0.0))
+                    replica.replica_id, error, max(rs.retry_at - loop_now, 0.0))
         self._report_start_failure(rs.revision, error)
         self._reconcile(rs)
 
