@@ -1,0 +1,155 @@
+"""Dynamic batching on versus off: throughput of examples/heavy under 32 concurrent clients over HTTP.
+
+    .venv/bin/python bench/batching.py [--seconds 6] [--rounds 3] [--concurrency 32] [--json out.json]
+
+Two runtime processes serve examples/heavy on 127.0.0.1: one with its function.yaml as committed
+(batching: max_batch_size 32, max_delay_ms 5) and one from a copy without the `batching` key. Each
+client sends one row (1024 FP32, binary tensor extension) per request on a keep-alive connection
+(aiohttp), back to back, for a fixed time. Rounds alternate on/off and the medians are reported,
+because the machine is shared. The client runs on the same machine, so both modes pay its cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ROOT / "examples" / "heavy"
+READY = re.compile(r"^zeroserve: serving .* at (http://\S+) ")
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def start_runtime(function_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """The runtime in its own process, output to a file (a pipe nobody drains could block it)."""
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "functions.server", str(function_dir), "--port", "0"], cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in log.read_text().splitlines():
+            match = READY.match(line)
+            if match:
+                return process, match.group(1)
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"runtime for {function_dir} did not start:\n{log.read_text()}")
+
+
+def unbatched_copy(scratch: Path) -> Path:
+    target = scratch / "heavy-unbatched"
+    target.mkdir()
+    shutil.copy(HEAVY / "model.onnx", target / "model.onnx")
+    manifest = yaml.safe_load((HEAVY / "function.yaml").read_text())
+    manifest.pop("batching")
+    (target / "function.yaml").write_text(yaml.safe_dump(manifest))
+    return target
+
+
+def request_body() -> tuple[bytes, dict[str, str]]:
+    row = np.random.default_rng(0).random((1, 1024), dtype=np.float32)
+    header = json.dumps({"inputs": [{"name": "input", "shape": [1, 1024], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": row.nbytes}}],
+                         "outputs": [{"name": "output", "parameters": {"binary_data": True}}]}).encode()
+    return header + row.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+async def measure(url: str, seconds: float, concurrency: int) -> dict[str, float]:
+    body, headers = request_body()
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one() -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            async with session.post(f"{url}/v2/models/heavy/infer", data=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - started)
+
+        async def client(stop_at: float) -> None:
+            while time.perf_counter() < stop_at:
+                await one()
+
+        await asyncio.gather(*(client(time.perf_counter() + 1.0) for _ in range(concurrency)))  # warm-up
+        latencies.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(client(started + seconds) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000, "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    print(f"examples/heavy, {args.concurrency} concurrent clients, {args.seconds:.0f} s x {args.rounds} rounds each")
+    results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        on_process, on_url = start_runtime(HEAVY, Path(scratch) / "on.log")
+        off_process, off_url = start_runtime(unbatched_copy(Path(scratch)), Path(scratch) / "off.log")
+        try:
+            for round_number in range(args.rounds):
+                for mode, url in (("on", on_url), ("off", off_url)):
+                    result = asyncio.run(measure(url, args.seconds, args.concurrency))
+                    results[mode].append(result)
+                    print(f"  round {round_number + 1} batching {mode:>3}: {result['rps']:8.1f} req/s  "
+                          f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}")
+        finally:
+            for process in (on_process, off_process):
+                process.terminate()
+                process.wait(timeout=10)
+    summary = {mode: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")}
+               for mode, runs in results.items()}
+    ratio = summary["on"]["rps"] / summary["off"]["rps"]
+    # Each round's on and off ran back to back, so their ratio is the least disturbed by neighbours.
+    paired = statistics.median(on["rps"] / off["rps"] for on, off in zip(results["on"], results["off"], strict=True))
+    for mode in ("on", "off"):
+        s = summary[mode]
+        print(f"median batching {mode:>3}: {s['rps']:8.1f} req/s  p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms")
+    print(f"throughput ratio on/off: {ratio:.2f}x of the medians, {paired:.2f}x median of per-round ratios")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "concurrency": args.concurrency,
+                                         "seconds": args.seconds, "rounds": results, "median": summary,
+                                         "ratio": ratio, "paired_ratio": paired}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
