@@ -304,5 +304,7 @@ class LocalDataPlane:
                                    "age_seconds": round(self._clock() - last.at, 3)} if last else None),
                 "last_error": replicas.last_error if replicas else None,
                 "restarts": replicas.restarts if replicas else 0,
+                "replicas": ([{"id": r.replica_id, "pid": r.pid, "state": r.state, "timings_ms": r.timings_ms}
+                              for r in self.supervisor.replicas(name)] if replicas else []),
             })
         return {"function": function, "revisions": revisions}

@@ -25,8 +25,9 @@ READY_TIMEOUT = 60.0
 class PlatformProcess:
     """`python -m zeroserve.cli up --port 0 --data DIR`, with its URL read from the ready line."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
         self.data_dir = data_dir
+        self.extra_env = dict(env or {})  # e.g. ZEROSERVE_QUEUE_LIMIT for this platform only
         self.url = ""
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -35,7 +36,7 @@ class PlatformProcess:
         self.output = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zeroserve.cli", "up", "--port", "0", "--data", str(self.data_dir)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(**self.extra_env),
         )
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(self.proc, lines), daemon=True).start()

@@ -1,0 +1,137 @@
+"""Scale to zero end to end: real `zeroserve up`, real replicas, real HTTP (issue 5's acceptance)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.control.harness import change_model, function_dir
+from tests.platform.conftest import FAST_SCALING, Load, burst, infer_body, pid_alive, sleepy_function, wait_for
+
+IRIS_BODY = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+def test_cold_start_burst_scale_up_and_back_to_zero(start_platform, tmp_path: Path):
+    platform = start_platform()
+    fn = sleepy_function(tmp_path, "sleepy", concurrency=0,
+                         scaling={**FAST_SCALING, "target": 1, "max_scale": 4})
+    platform.deploy(fn)
+    assert platform.revision_status("sleepy")["ready"] == 0  # initial_scale 0: deployed at zero
+
+    # The first request to a function at zero is held, a replica starts, the request is served.
+    first = httpx.post(platform.fn_url("sleepy", "v2/models/sleepy/infer"), json=infer_body(1), timeout=60)
+    assert first.status_code == 200, first.text
+    assert first.headers["zeroserve-revision"] == "sleepy-00001"
+
+    # Back to zero when idle: stable window (6 s) + grace (1 s) + ticks.
+    wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, 30, "scale to zero after idling")
+
+    # 200 concurrent requests to a function at zero all succeed.
+    responses = burst(platform.fn_url("sleepy", "v2/models/sleepy/infer"), [infer_body(20)] * 200)
+    assert Counter(r.status_code for r in responses) == {200: 200}
+
+    # Sustained load over a low target scales above one replica (panic on the way up).
+    with Load(platform.fn_url("sleepy", "v2/models/sleepy/infer"), infer_body(50), clients=8) as load:
+        wait_for(lambda: platform.revision_status("sleepy")["ready"] >= 2, 30, "more than one replica")
+        peak = platform.revision_status("sleepy")
+        # Long requests in flight while the load stops and replicas are drained and stopped.
+        with Load(platform.fn_url("sleepy", "v2/models/sleepy/infer"), infer_body(1500), clients=2) as slow:
+            pass
+    assert peak["desired"] >= 2
+    statuses = Counter(code for _, code, _ in load.results + slow.results)
+    assert set(statuses) == {200}, statuses  # nothing lost while scaling up or down
+    wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, 40, "scale back to zero")
+    last = platform.revision_status("sleepy")["last_decision"]
+    assert last["applied"] == 0 and last["reason"]
+
+
+def test_traffic_split_and_tag_url(start_platform, tmp_path: Path):
+    platform = start_platform()
+    first = function_dir(tmp_path, "split", scaling={"initial_scale": 1})
+    platform.deploy(first)
+    second = function_dir(tmp_path, "split", scaling={"initial_scale": 1})
+    change_model(second, "second")
+    platform.deploy(second)
+    with platform.client() as client:
+        client.set_traffic("split", [{"revision": "split-00001", "percent": 70},
+                                     {"revision": "split-00002", "percent": 30, "tag": "canary"}])
+    responses = burst(platform.fn_url("split", "v2/models/split/infer"), [IRIS_BODY] * 300)
+    served = Counter(r.headers["zeroserve-revision"] for r in responses if r.status_code == 200)
+    assert sum(served.values()) == 300
+    # Binomial(300, 0.3): mean 90, sd 7.9; +-4.5 sd keeps a false failure below 1e-5.
+    assert 55 <= served["split-00002"] <= 125, served
+    host = httpx.post(f"{platform.url}/v2/models/split/infer", json=IRIS_BODY, timeout=60,
+                      headers={"Host": "canary-split.localhost"})
+    path = httpx.post(platform.fn_url("canary-split", "v2/models/split/infer"), json=IRIS_BODY, timeout=60)
+    assert host.status_code == path.status_code == 200
+    assert host.headers["zeroserve-revision"] == path.headers["zeroserve-revision"] == "split-00002"
+    unknown = httpx.get(platform.fn_url("nothere", "v2"), timeout=10)
+    assert unknown.status_code == 404 and "nothere" in unknown.json()["error"]
+
+
+def test_sigkill_of_a_replica_under_load(start_platform, tmp_path: Path):
+    platform = start_platform()
+    fn = sleepy_function(tmp_path, "sturdy", concurrency=2,
+                         scaling={**FAST_SCALING, "min_scale": 2, "initial_scale": 2, "max_scale": 2})
+    platform.deploy(fn)
+    wait_for(lambda: platform.revision_status("sturdy")["ready"] == 2, 30, "two ready replicas")
+    before = {r["pid"] for r in platform.revision_status("sturdy")["replicas"]}
+    victim = sorted(before)[0]
+    url = platform.fn_url("sturdy", "v2/models/sturdy/infer")
+    with Load(url, infer_body(20), clients=4) as load:
+        wait_for(lambda: len(load.results) >= 20, 30, "load running")
+        os.kill(victim, signal.SIGKILL)
+        killed_at = load.results[-1][0]
+        wait_for(lambda: not pid_alive(victim), 10, "victim gone")
+        wait_for(lambda: (s := platform.revision_status("sturdy"))["ready"] == 2
+                 and victim not in {r["pid"] for r in s["replicas"]}, 30, "replacement replica ready")
+        count = len(load.results)
+        wait_for(lambda: len(load.results) >= count + 20, 30, "load continuing on the new replica set")
+    failures = [(t, code) for t, code, _ in load.results if code != 200]
+    # Only requests on the killed replica may fail (at most its concurrency), and only with 502.
+    assert len(failures) <= 2, failures
+    assert all(code == 502 for _, code in failures), failures
+    assert all(t - killed_at < 1.5 for t, _ in failures), "routing kept using the dead replica"
+
+
+def test_queue_full_and_start_failure(start_platform, tmp_path: Path):
+    platform = start_platform(ZEROSERVE_QUEUE_LIMIT="2")
+    fn = sleepy_function(tmp_path, "narrow", concurrency=1, scaling={**FAST_SCALING, "max_scale": 1})
+    platform.deploy(fn)
+    responses = burst(platform.fn_url("narrow", "v2/models/narrow/infer"), [infer_body(300)] * 8)
+    codes = Counter(r.status_code for r in responses)
+    assert codes[200] >= 1 and codes[503] >= 1, codes
+    rejected = next(r for r in responses if r.status_code == 503)
+    assert rejected.headers.get("retry-after") and "error" in rejected.json()
+
+    # A revision whose artifact was tampered with cannot start: its requests get 503 naming why, no hang.
+    broken = function_dir(tmp_path, "broken", scaling={**FAST_SCALING})
+    result = platform.deploy(broken)
+    digest = result["digest"].split(":", 1)[1]
+    platform.stop()
+    model = next((platform.data_dir / "artifacts").rglob(f"{digest}/model.onnx"))
+    model.chmod(0o644)
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    platform.start()
+    response = httpx.post(platform.fn_url("broken", "v2/models/broken/infer"), json=IRIS_BODY, timeout=60)
+    assert response.status_code == 503, response.text
+    assert "broken-00001" in response.json()["error"] and "model.onnx" in response.json()["error"]
+
+
+def test_stop_leaves_no_processes(start_platform, tmp_path: Path):
+    platform = start_platform()
+    platform.deploy(function_dir(tmp_path, "tidy", scaling={"initial_scale": 2}))
+    wait_for(lambda: platform.revision_status("tidy")["ready"] == 2, 30, "two replicas")
+    pids = platform.replica_pids()
+    sockets = list((platform.data_dir / "run").rglob("*.sock"))
+    assert len(pids) >= 3 and sockets  # a zygote and two replicas, each replica on its socket
+    platform.stop()
+    assert platform.proc is not None and platform.proc.returncode is not None
+    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "every child gone")
+    assert not list((platform.data_dir / "run").rglob("*.sock"))
