@@ -7,12 +7,13 @@ store (unless `artifacts` names S3), the API token and scratch space for builds.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "ZEROSERVE_"
 DEFAULT_DATA_DIR = Path(".zeroserve")
@@ -21,7 +22,9 @@ TOKEN_FILE = "token"
 _ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": "ARTIFACTS", "domain": "DOMAIN",
                "keep_unrouted": "KEEP_UNROUTED", "build_workers": "BUILD_WORKERS",
                "max_upload_bytes": "MAX_UPLOAD_BYTES", "smoke_timeout": "SMOKE_TIMEOUT",
-               "queue_limit": "QUEUE_LIMIT"}
+               "queue_limit": "QUEUE_LIMIT", "deploy_branch": "DEPLOY_BRANCH"}
+# A branch name git accepts and a shell or URL cannot misread: no "..", no leading "-" or "/", no ".lock".
+_BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
 
 
 class SettingsError(ValueError):
@@ -44,6 +47,15 @@ class Settings(BaseModel):
     rollout_tick: float = Field(1.0, gt=0)
     # Requests the activator holds per revision while no replica is free (Knative's breakerQueueDepth).
     queue_limit: int = Field(10_000, ge=1, le=1_000_000)
+    # `git push` to this branch of http://HOST/git/<fn>.git deploys; other branches are only stored.
+    deploy_branch: str = "main"
+
+    @field_validator("deploy_branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        if not _BRANCH.match(v):
+            raise ValueError(f"'{v}' is not a usable branch name (letters, digits, '.', '_', '-', '/')")
+        return v
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -72,6 +84,16 @@ class Settings(BaseModel):
     @property
     def token_path(self) -> Path:
         return self.data_dir / TOKEN_FILE
+
+    @property
+    def git_dir(self) -> Path:
+        """The git remote's bare repositories, one per function: DATA/git/<fn>.git."""
+        return self.data_dir / "git"
+
+    @property
+    def webhook_secrets_dir(self) -> Path:
+        """Per-function webhook secrets (mode 0600 files), set through the API."""
+        return self.data_dir / "webhooks"
 
     @property
     def scratch_dir(self) -> Path:
