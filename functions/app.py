@@ -40,6 +40,7 @@ from protocol.inference_errors import (
     InferenceError,
     MethodNotAllowed,
     ModelNotFound,
+    NotFound,
     Unavailable,
     Unsupported,
 )
@@ -79,6 +80,11 @@ class FunctionApp:
         # Loaded means ready; a supervisor draining this replica sets it False so probes fail first.
         self.ready = True
         self._extra_headers: Headers = [(b"zeroserve-revision", revision.encode())] if revision else []
+        self._fixed_routes: dict[str, Handler] = {
+            "/": self._server_status, "/healthz": self._server_ready, "/v2": self._server_metadata,
+            "/v2/health/live": self._server_live, "/v2/health/ready": self._server_ready,
+            "/v1/models": self._v1_models,
+        }
 
     @property
     def versions(self) -> list[str]:
@@ -134,13 +140,9 @@ class FunctionApp:
 
     def _route(self, path: str) -> tuple[Handler, tuple[str, ...]]:
         path = path.rstrip("/") or "/"
-        fixed: dict[str, Handler] = {
-            "/": self._server_status, "/healthz": self._server_ready, "/v2": self._server_metadata,
-            "/v2/health/live": self._server_live, "/v2/health/ready": self._server_ready,
-            "/v1/models": self._v1_models,
-        }
-        if path in fixed:
-            return fixed[path], ("GET",)
+        fixed = self._fixed_routes.get(path)
+        if fixed is not None:
+            return fixed, ("GET",)
         if path.startswith("/v1/models/"):
             rest = path[len("/v1/models/"):]
             if rest.endswith(":predict"):
@@ -175,7 +177,7 @@ class FunctionApp:
             raise Unsupported(f"model '{self.model}' version '{version}' is not served here{served}")
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise ModelNotFound(f"no route for {scope['path']}; this runtime serves /v2/... (Open Inference "
+        raise NotFound(f"no route for {scope['path']}; this runtime serves /v2/... (Open Inference "
                             "Protocol) and /v1/models/... (KServe V1)")
 
     def _require_ready(self) -> None:

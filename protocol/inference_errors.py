@@ -24,8 +24,14 @@ class BadRequest(InferenceError):
     status = 400
 
 
-class ModelNotFound(InferenceError):
+class NotFound(InferenceError):
+    """No such route."""
+
     status = 404
+
+
+class ModelNotFound(NotFound):
+    """A route for a model this server does not serve."""
 
 
 class MethodNotAllowed(InferenceError):
