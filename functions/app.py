@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from functions.http import (
     BINARY_TYPE,
     JSON_TYPE,
@@ -45,8 +47,22 @@ from protocol.inference_errors import (
     Unsupported,
 )
 from protocol.manifest import FunctionManifest, load_manifest
-from protocol.v1 import decode_predict_request, encode_predict_response
-from protocol.v2 import BINARY_EXTENSION
+from protocol.v1 import (
+    ModelListResponse,
+    ModelStatusResponse,
+    ServerStatusResponse,
+    decode_predict_request,
+    encode_predict_response,
+)
+from protocol.v2 import (
+    BINARY_EXTENSION,
+    ErrorResponse,
+    ModelMetadataResponse,
+    ModelReadyResponse,
+    ServerLiveResponse,
+    ServerMetadataResponse,
+    ServerReadyResponse,
+)
 from protocol.v2_codec import decode_infer_request, encode_infer_response, parse_header_length
 
 log = logging.getLogger("zeroserve.functions")
@@ -127,14 +143,15 @@ class FunctionApp:
             if exc.status >= 500 and not isinstance(exc, (Unavailable, Unsupported)):
                 request_id = uuid.uuid4().hex[:12]
                 log.error("request %s %s %s: %s", request_id, scope["method"], scope["path"], exc.message)
-                await send_json(send, exc.status, {"error": f"{exc.message} (request id {request_id})"}, headers)
+                await self._send_message(send, exc.status, ErrorResponse(error=f"{exc.message} (request id "
+                                                                         f"{request_id})"), headers)
                 return
-            await send_json(send, exc.status, {"error": exc.message}, headers)
+            await self._send_message(send, exc.status, ErrorResponse(error=exc.message), headers)
         except Exception:
             request_id = uuid.uuid4().hex[:12]
             log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
-            await send_json(send, 500, {"error": f"internal error serving model '{self.model}' "
-                                                 f"(request id {request_id})"}, self._extra_headers)
+            await self._send_message(send, 500, ErrorResponse(
+                error=f"internal error serving model '{self.model}' (request id {request_id})"))
 
     # --- routing -------------------------------------------------------------------------------------
 
@@ -187,38 +204,39 @@ class FunctionApp:
     # --- health and metadata -------------------------------------------------------------------------
 
     async def _server_status(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {"status": "alive"}, self._extra_headers)
+        await self._send_message(send, 200, ServerStatusResponse(status="alive"))
 
     async def _server_live(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {"live": True}, self._extra_headers)
+        await self._send_message(send, 200, ServerLiveResponse(live=True))
 
     async def _server_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200 if self.ready else 503, {"ready": self.ready}, self._extra_headers)
+        await self._send_message(send, 200 if self.ready else 503, ServerReadyResponse(ready=self.ready))
 
     async def _server_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {"name": SERVER_NAME, "version": SERVER_VERSION,
-                                    "extensions": [BINARY_EXTENSION]}, self._extra_headers)
+        await self._send_message(send, 200, ServerMetadataResponse(
+            name=SERVER_NAME, version=SERVER_VERSION, extensions=[BINARY_EXTENSION]))
 
     async def _v2_model_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
         metadata = self.function.metadata
-        await send_json(send, 200, {
-            "name": self.model,
-            "versions": self.versions,
-            "platform": metadata.platform,
-            "inputs": [t.model_dump() for t in metadata.inputs],
-            "outputs": [t.model_dump() for t in metadata.outputs],
-        }, self._extra_headers)
+        await self._send_message(send, 200, ModelMetadataResponse(
+            name=self.model, versions=self.versions, platform=metadata.platform,
+            inputs=metadata.inputs, outputs=metadata.outputs))
 
     async def _v2_model_ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200 if self.ready else 503, {"name": self.model, "ready": self.ready},
-                        self._extra_headers)
+        status = 200 if self.ready else 503
+        await self._send_message(send, status, ModelReadyResponse(name=self.model, ready=self.ready))
 
     async def _v1_models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {"models": [self.model]}, self._extra_headers)
+        await self._send_message(send, 200, ModelListResponse(models=[self.model]))
 
     async def _v1_model_status(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200 if self.ready else 503, {"name": self.model, "ready": self.ready},
-                        self._extra_headers)
+        status = 200 if self.ready else 503
+        await self._send_message(send, status, ModelStatusResponse(name=self.model, ready=self.ready))
+
+    async def _send_message(self, send: Send, status: int, message: BaseModel,
+                            headers: Headers | None = None) -> None:
+        await send_json(send, status, message.model_dump(exclude_none=True),
+                        self._extra_headers if headers is None else headers)
 
     # --- inference -----------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 Parameters = dict[str, Any]
 
 BINARY_EXTENSION = "binary_tensor_data"
-HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 class _Message(BaseModel):

@@ -57,10 +57,6 @@ class EncodedResponse:
     parts: list[bytes | memoryview]
     header_length: int | None
 
-    @property
-    def content_length(self) -> int:
-        return sum(len(p) for p in self.parts)
-
     def body(self) -> bytes:
         return b"".join(self.parts)
 

@@ -189,6 +189,7 @@ def test_torch_is_imported_only_by_torch_functions() -> None:
     assert onnx_run.stdout.strip() == "False", onnx_run.stderr
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_model_with_metadata_in_the_archive() -> None:
     import torch
 
@@ -203,6 +204,7 @@ def test_torchscript_model_with_metadata_in_the_archive() -> None:
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch 2.x deprecates scripting; we serve it
 def test_torchscript_without_metadata_names_outputs_like_triton(tmp_path: Path) -> None:
     import torch
 

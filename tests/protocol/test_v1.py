@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from protocol.inference_errors import BadRequest, TensorError
-from protocol.v1 import DEFAULT_INPUT_NAME, decode_predict_request, encode_predict_response
+from protocol.v1 import (
+    DEFAULT_INPUT_NAME,
+    PredictRequest,
+    PredictResponse,
+    decode_predict_request,
+    encode_predict_response,
+)
 from protocol.v2 import MetadataTensor
 
 IRIS = [MetadataTensor(name="input", datatype="FP32", shape=[-1, 4])]
@@ -38,6 +44,8 @@ def test_columnar_inputs_and_undeclared_datatypes_are_inferred() -> None:
 def test_responses_rows_and_columns() -> None:
     one = {"y": np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)}
     assert json.loads(encode_predict_response("instances", one)) == {"predictions": [[1.0, 2.0], [3.0, 4.0]]}
+    assert PredictResponse.model_validate_json(encode_predict_response("instances", one)).predictions is not None
+    assert PredictRequest.model_validate_json(b'{"instances": [[1, 2]]}').instances == [[1, 2]]
     two = {"y": np.array([1, 2]), "s": np.array([b"a", b"b"], dtype=object)}
     assert json.loads(encode_predict_response("instances", two)) == {
         "predictions": [{"y": 1, "s": "a"}, {"y": 2, "s": "b"}]}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from protocol.inference_errors import BadRequest, TensorError, Unsupported
+from protocol.v2 import InferenceRequest, InferenceResponse
 from protocol.v2_codec import (
     RequestedOutput,
     decode_infer_request,
@@ -131,3 +132,13 @@ def test_header_length_checks(value: str, fault: str) -> None:
     with pytest.raises(BadRequest, match=fault):
         parse_header_length(value, 10)
     assert parse_header_length(None, 10) is None and parse_header_length(" 4 ", 10) == 4
+
+
+def test_codec_output_matches_the_documented_pydantic_messages() -> None:
+    """The hot path skips pydantic; the messages in protocol.v2 still describe what it reads and writes."""
+    request = encode_infer_request({"x": np.ones((2, 2), np.float32)}, request_id="d1")
+    documented = InferenceRequest.model_validate_json(request.body())
+    assert documented.id == "d1" and documented.inputs[0].shape == [2, 2]
+    response = encode_infer_response("m", {"y": np.zeros(3, np.int8)}, request=decode_infer_request(request.body()))
+    parsed = InferenceResponse.model_validate_json(response.body())
+    assert parsed.model_name == "m" and parsed.id == "d1" and parsed.outputs[0].datatype == "INT8"
