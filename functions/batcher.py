@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +62,7 @@ class DynamicBatcher:
         self.max_delay = max_delay_ms / 1000.0
         self.max_queue = max_queue
         self.model = model
-        self._groups: OrderedDict[GroupKey, list[_Waiter]] = OrderedDict()
+        self._groups: dict[GroupKey, deque[_Waiter]] = {}
         self._queued = 0
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -80,7 +80,7 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         rows = next(iter(inputs.values())).shape[0]
         waiter = _Waiter(inputs, rows, time.monotonic(), loop.create_future())
-        self._groups.setdefault(group_key(inputs), []).append(waiter)
+        self._groups.setdefault(group_key(inputs), deque()).append(waiter)
         self._queued += 1
         self._ensure_worker(loop)
         assert self._wakeup is not None
@@ -122,16 +122,16 @@ class DynamicBatcher:
             if batch:
                 await self._run_batch(batch)
 
-    def _oldest_group(self) -> tuple[GroupKey, list[_Waiter]]:
+    def _oldest_group(self) -> tuple[GroupKey, deque[_Waiter]]:
         return min(self._groups.items(), key=lambda item: item[1][0].arrived)
 
     def _take(self, key: GroupKey) -> list[_Waiter]:
         """Up to max_batch_size rows from the group, oldest first; a lone oversized request runs alone."""
-        waiters = self._groups.get(key, [])
+        waiters = self._groups.get(key, deque())
         batch: list[_Waiter] = []
         rows = 0
         while waiters and (not batch or rows + waiters[0].rows <= self.max_batch_size):
-            waiter = waiters.pop(0)
+            waiter = waiters.popleft()
             self._queued -= 1
             if waiter.future.cancelled():  # its client went away while it waited
                 continue
