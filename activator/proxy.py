@@ -204,7 +204,7 @@ async def send_upstream(
     except (aiohttp.ClientError, OSError) as error:
         if body is not None and body.client_gone:
             raise ClientGone(str(error)) from None
-        raise ReplicaFailed(502, f"connection failed before the response: {error!r}") from None
+        raise ReplicaFailed(502, f"failed before answering: {error!r}") from None
 
 
 def response_headers(response: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]]) -> list:
