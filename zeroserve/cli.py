@@ -41,12 +41,14 @@ def quickstart(port: int = typer.Option(8080, "--port")) -> None:
 # Control plane and its client (zeroserve/commands/).
 from zeroserve.commands.deploy import deploy  # noqa: E402
 from zeroserve.commands.functions import delete, describe, events, list_functions, revisions  # noqa: E402
+from zeroserve.commands.init import init  # noqa: E402
 from zeroserve.commands.status import status  # noqa: E402
 from zeroserve.commands.traffic import promote, rollback, traffic  # noqa: E402
 from zeroserve.commands.up import up  # noqa: E402
 
 app.command("up")(up)
 app.command("deploy")(deploy)
+app.command("init")(init)
 app.command("ls")(list_functions)
 app.command("describe")(describe)
 app.command("revisions")(revisions)

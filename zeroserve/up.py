@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.types import ASGIApp
 
 from activator.dispatch import HostDispatcher
+from deploy.git import create_git_remote
 from revisions.registry import Registry
 from revisions.store import ArtifactStore, open_store
 from revisions.traffic import RouteTable
@@ -53,8 +54,15 @@ class Platform:
         self.control = ControlContext(settings=settings, registry=registry, deployer=self.deployer, token=token,
                                       base_url=lambda: self.base_url)
         self.control_app = create_control_app(self.control)
+        # `git push` to /git/<fn>.git deploys through the same deploy service (deploy/git).
+        self.git_remote = create_git_remote(settings.git_dir, token, self.deployer,
+                                            deploy_branch=settings.deploy_branch,
+                                            function_urls=self.control.function_urls,
+                                            max_push_bytes=settings.max_upload_bytes)
+        # Everything that is not a function URL: /git/ to the remote, the rest to the control API.
+        self.platform_app: ASGIApp = self.git_remote.mount(self.control_app)
         # What uvicorn serves; the lead may put the data plane's dispatcher in front of it.
-        self.asgi_app: ASGIApp = self.control_app
+        self.asgi_app: ASGIApp = self.platform_app
         self.data_plane: LocalDataPlane | None = None
         self.on_start: list[Hook] = []
         self.on_stop: list[Hook] = []
@@ -122,7 +130,7 @@ def attach_data_plane(platform: Platform) -> LocalDataPlane:
                            domain=settings.domain, queue_limit=settings.queue_limit)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
-    fallback = MetricsEndpoint(platform.control_app, plane.activator.metrics_registry)
+    fallback = MetricsEndpoint(platform.platform_app, plane.activator.metrics_registry)
     platform.asgi_app = HostDispatcher(plane.activator, fallback, settings.domain)
     platform.on_start.append(plane.start)
     platform.on_stop.append(plane.stop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from zeroserve.api import events, functions, status, traffic
+from zeroserve.api import events, functions, hooks, status, traffic
 from zeroserve.api.auth import TokenAuth
 from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import install_error_handlers
@@ -24,8 +24,10 @@ def create_control_app(ctx: ControlContext) -> FastAPI:
     )
     install_error_handlers(app)
     auth = [Depends(TokenAuth(ctx.token))]
-    for module in (functions, traffic, events, status):
+    for module in (functions, traffic, events, status, hooks):
         app.include_router(module.build_router(ctx), prefix=API_PREFIX, dependencies=auth)
+    # The git webhook authenticates by its HMAC signature, not the bearer token.
+    app.include_router(hooks.build_public_router(ctx), prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/healthz", tags=["health"], summary="Liveness (no token needed)")
     async def healthz() -> dict[str, bool]:

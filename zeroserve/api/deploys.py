@@ -1,6 +1,7 @@
 """Deploys: build a function directory, record the revision and its route, collect unused artifacts.
 
-Transport-independent (the control API's upload and the git remote both call `deploy_dir`). The order
+Transport-independent: the control API's upload calls `deploy_dir`; the git remote (push and webhook)
+calls `deploy_git`, which builds a commit with the same builder and records it the same way. The order
 is what makes a kill -9 at any instant safe: the builder stores the artifact, then one registry
 transaction records the revision and its route; an artifact stored by a build that never got recorded
 is an orphan that `sweep_orphans` removes at the next start.
@@ -13,17 +14,27 @@ is a child process).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from protocol.manifest import MANIFEST_FILE, ManifestError, check_dns1035, load_manifest
+from protocol.manifest import (
+    MANIFEST_FILE,
+    FunctionManifest,
+    ManifestError,
+    Traffic,
+    check_dns1035,
+    load_manifest,
+)
 from revisions.build_log import BuildLog
 from revisions.registry import DeployOutcome, Registry, Removal
 from revisions.store import ArtifactStore
@@ -31,6 +42,11 @@ from revisions.store import ArtifactStore
 logger = logging.getLogger("zeroserve.deploys")
 
 LineSink = Callable[[str], None]
+# Overrides of the manifest's `traffic` policy for one deploy (Traffic's fields: percent, tag,
+# rollout_duration in seconds), e.g. from `git push -o traffic=10 -o tag=canary`.
+TrafficOverride = Mapping[str, Any]
+# Where build_from_git exports a commit; its path never reaches the pusher.
+_GIT_EXPORT_DIR = re.compile(r"/\S*?zeroserve-git-build-[^/\s]+/tree(/|\b)")
 
 
 @dataclass
@@ -50,6 +66,10 @@ class DeployResult:
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    def traffic_summary(self) -> str:
+        """The route after this deploy in one line: "iris-00001 90%, iris-00002 10% (tag canary)"."""
+        return describe_targets(self.traffic or [], self.revision if self.status == "created" else None)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status, "message": self.message, "function": self.function,
@@ -88,7 +108,8 @@ class DeployService:
 
     # ---------------------------------------------------------------------------------------- deploy
 
-    async def deploy_dir(self, source_dir: Path, on_line: LineSink | None = None) -> DeployResult:
+    async def deploy_dir(self, source_dir: Path, on_line: LineSink | None = None, *,
+                         traffic_override: TrafficOverride | None = None) -> DeployResult:
         """Build `source_dir` and record it; never raises for a failed build (see `DeployResult`)."""
         sink = on_line or (lambda _line: None)
         function = _peek_function_name(source_dir)
@@ -96,40 +117,95 @@ class DeployService:
         if lock is not None and lock.locked():
             sink(f"waiting for another deploy of {function} to finish")
         if lock is None:
-            return await self._run(self._build_and_record, source_dir, sink)
+            return await self._run(self._build_and_record, source_dir, sink, traffic_override)
         async with lock:
-            return await self._run(self._build_and_record, source_dir, sink)
+            return await self._run(self._build_and_record, source_dir, sink, traffic_override)
+
+    async def deploy_git(self, repo_dir: Path, commit: str, on_line: LineSink | None = None, *, function: str,
+                         git_env: Mapping[str, str] | None = None,
+                         traffic_override: TrafficOverride | None = None) -> DeployResult:
+        """Build `commit` of the git repository `repo_dir` as a revision of `function` and record it.
+
+        The git remote's pre-receive hook passes git's quarantine variables in `git_env` (the pushed
+        objects are not in the repository yet). A commit whose function.yaml names another function is
+        refused: the repository belongs to `function`. The log has one more step than the builder's,
+        "traffic", so the pusher sees the route change as a numbered step too.
+        """
+        sink = on_line or (lambda _line: None)
+        lock = self._lock_for(check_dns1035(function))
+        if lock.locked():
+            sink(f"waiting for another deploy of {function} to finish")
+        async with lock:
+            return await self._run(self._build_git_and_record, Path(repo_dir), commit, function,
+                                   dict(git_env or {}), sink, traffic_override)
 
     def keep(self, task: asyncio.Task[Any]) -> None:
         """Hold a reference to a deploy task whose watcher may go away (the deploy still completes)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _build_and_record(self, source_dir: Path, sink: LineSink) -> DeployResult:
-        from revisions.builder import BuildError, build_function  # the builder imports the runtime's smoke test
+    def _build_and_record(self, source_dir: Path, sink: LineSink,
+                          traffic_override: TrafficOverride | None = None) -> DeployResult:
+        from revisions.builder import build_function  # the builder imports the runtime's smoke test
 
-        clean = _PathScrubber(source_dir)
+        return self._build_then_record(
+            lambda log: build_function(source_dir, self.store, log, smoke_timeout=self.smoke_timeout),
+            _PathScrubber(source_dir), sink, failed_function=lambda: _peek_function_name(source_dir),
+            traffic_override=traffic_override,
+        )
+
+    def _build_git_and_record(self, repo_dir: Path, commit: str, function: str, git_env: dict[str, str],
+                              sink: LineSink, traffic_override: TrafficOverride | None) -> DeployResult:
+        from revisions.builder import GIT_BUILD_STEPS, build_from_git
+
+        def build(log: BuildLog) -> Any:
+            log.expect_steps(GIT_BUILD_STEPS + 1)  # + the traffic step
+            return build_from_git(repo_dir, commit, self.store, log, git_env=git_env,
+                                  smoke_timeout=self.smoke_timeout)
+
+        return self._build_then_record(build, _scrub_git_export, sink, failed_function=lambda: function,
+                                       traffic_override=traffic_override, expected_name=function,
+                                       traffic_step=True)
+
+    def _build_then_record(self, build: Callable[[BuildLog], Any], clean: Callable[[str], str],
+                           sink: LineSink, *, failed_function: Callable[[], str | None],
+                           traffic_override: TrafficOverride | None = None, expected_name: str | None = None,
+                           traffic_step: bool = False) -> DeployResult:
+        from revisions.builder import BuildError
+
         log = BuildLog(on_line=lambda line: sink(clean(line)))
         with self._gc_lock:
             self._builds_in_flight += 1
         try:
             try:
-                built = build_function(source_dir, self.store, log, smoke_timeout=self.smoke_timeout)
+                built = build(log)
             except BuildError as exc:
-                function = _peek_function_name(source_dir)
+                function = failed_function()
                 reason = clean(str(exc))
                 message = reason if reason.startswith("build failed") else f"build failed: {reason}"
                 self.registry.record_build_failure(function, message)
                 return DeployResult("failed", message, function=function, http_status=400,
                                     log=[clean(line) for line in log.lines])
             try:
-                outcome = self.registry.record_deploy(
-                    built.name, digest=built.digest, manifest=built.manifest, files=built.files,
-                    build_log=clean(log.text()), smoke=built.smoke,
-                )
-            except ValueError as exc:  # TrafficError: the manifest's traffic policy cannot apply
-                self.registry.record_build_failure(built.name, f"deploy refused: {exc}")
-                return DeployResult("failed", f"deploy refused: {exc}", function=built.name, digest=built.digest,
+                if expected_name is not None and built.name != expected_name:
+                    raise _Refusal(f"{MANIFEST_FILE} names the function '{built.name}', but this is the "
+                                   f"repository of '{expected_name}': push it to {built.name}.git instead")
+                manifest = apply_traffic_override(built.manifest, traffic_override)
+                with log.step("traffic") if traffic_step else contextlib.nullcontext() as step:
+                    outcome = self.registry.record_deploy(
+                        built.name, digest=built.digest, manifest=manifest, files=built.files,
+                        build_log=clean(log.text()), smoke=built.smoke,
+                    )
+                    if step is not None:
+                        step.detail = _describe_outcome(outcome)
+            except ValueError as exc:  # TrafficError or _Refusal: the deploy cannot apply
+                refused = exc if isinstance(exc, _Refusal) else f"deploy refused: {exc}"
+                function = expected_name or built.name
+                self.registry.record_build_failure(function, str(refused))
+                if not built.already_stored:  # stored for nothing: collect it once no build needs it
+                    with self._gc_lock:
+                        self._pending_gc.add(built.digest)
+                return DeployResult("failed", str(refused), function=function, digest=built.digest,
                                     http_status=400, log=[clean(line) for line in log.lines])
             if outcome.status == "created":
                 removal = self.registry.apply_retention(built.name, self.keep_unrouted)
@@ -203,6 +279,57 @@ class DeployService:
 
     def close(self) -> None:
         self._builds.shutdown(wait=False, cancel_futures=True)
+
+
+def apply_traffic_override(manifest: FunctionManifest, override: TrafficOverride | None) -> FunctionManifest:
+    """The manifest with its traffic policy overridden for one deploy; ValueError names the rule broken.
+
+    Only the policy recorded with the deploy changes: the digest (the revision's identity) stays that
+    of the function as written, so `-o traffic=10` on unchanged content is still "unchanged".
+    """
+    if not override:
+        return manifest
+    try:
+        policy = Traffic.model_validate({**manifest.traffic.model_dump(), **dict(override)})
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise _Refusal(f"traffic override refused: {detail}") from None
+    if policy.percent == 0 and policy.tag is None:
+        raise _Refusal("traffic override refused: traffic=0 needs a tag (e.g. -o tag=canary), "
+                       "or the new revision is unreachable")
+    return manifest.model_copy(update={"traffic": policy})
+
+
+def describe_targets(targets: list[dict[str, Any]], created: str | None = None) -> str:
+    """A route's targets as people read them; `created` names the revision that @latest now is."""
+    parts = []
+    for target in targets:
+        if target.get("latest"):
+            name = f"{created} (@latest)" if created else "@latest"
+        else:
+            name = str(target.get("revision"))
+        tag = f" (tag {target['tag']})" if target.get("tag") else ""
+        parts.append(f"{name} {target.get('percent', 0)}%{tag}")
+    return ", ".join(parts) or "no route"
+
+
+def _describe_outcome(outcome: DeployOutcome) -> str:
+    name = outcome.revision.name
+    if outcome.status != "created":
+        return f"content unchanged (same as {name}); route left as it is"
+    now = describe_targets(outcome.route.to_json()["targets"] if outcome.route else [], name)
+    if outcome.rollout is not None:
+        rollout = outcome.rollout
+        return f"rolling {name} out to {rollout.target_percent}% over {rollout.duration:g} s; now {now}"
+    return now
+
+
+class _Refusal(ValueError):
+    """A built function this deploy must not record (wrong repository, unusable traffic override)."""
+
+
+def _scrub_git_export(text: str) -> str:
+    return _GIT_EXPORT_DIR.sub(lambda m: "" if m.group(1) == "/" else ".", text)
 
 
 def _peek_function_name(source_dir: Path) -> str | None:
