@@ -42,6 +42,7 @@ def quickstart(port: int = typer.Option(8080, "--port")) -> None:
 from zeroserve.commands.deploy import deploy  # noqa: E402
 from zeroserve.commands.functions import delete, describe, events, list_functions, revisions  # noqa: E402
 from zeroserve.commands.init import init  # noqa: E402
+from zeroserve.commands.loadtest import loadtest  # noqa: E402
 from zeroserve.commands.status import status  # noqa: E402
 from zeroserve.commands.traffic import promote, rollback, traffic  # noqa: E402
 from zeroserve.commands.up import up  # noqa: E402
@@ -58,6 +59,7 @@ app.command("promote")(promote)
 app.command("delete")(delete)
 app.command("events")(events)
 app.command("status")(status)
+app.command("loadtest")(loadtest)
 
 if __name__ == "__main__":
     app()

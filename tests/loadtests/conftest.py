@@ -1,0 +1,70 @@
+"""Fixtures: a real `zeroserve up` (tests/control's harness), a slow Python function, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.control.harness import REPO, PlatformProcess
+
+# ~20 ms per request and one request at a time per replica: on 2 cores, a handful of users is enough
+# for concurrency to build up and the autoscaler to add replicas.
+SLEEPY_HANDLER = textwrap.dedent('''
+    import time
+
+    import numpy as np
+
+
+    class Sleepy:
+        inputs = [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+        outputs = [{"name": "output", "datatype": "FP32", "shape": [-1, 4]}]
+
+        def predict(self, inputs):
+            time.sleep(0.02)
+            return {"output": inputs["input"]}
+''')
+SAMPLE = '{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5, 3, 1, 0]}]}\n'
+
+
+def sleepy_function(parent: Path, name: str, scaling: dict[str, object]) -> Path:
+    directory = parent / name
+    directory.mkdir()
+    (directory / "handler.py").write_text(SLEEPY_HANDLER)
+    (directory / "sample.json").write_text(SAMPLE)
+    (directory / "function.yaml").write_text(yaml.safe_dump({
+        "name": name, "handler": "handler:Sleepy", "sample": "sample.json", "concurrency": 0,
+        "scaling": scaling}))
+    return directory
+
+
+def cli_env(platform: PlatformProcess) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZEROSERVE_", "LOCUST_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.update(ZEROSERVE_URL=platform.url, ZEROSERVE_DATA=str(platform.data_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def loadtest_command(function: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "zeroserve.cli", "loadtest", function, *args]
+
+
+def run_loadtest(platform: PlatformProcess, function: str, *args: str,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(loadtest_command(function, *args), cwd=REPO, env=cli_env(platform),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
+    proc = PlatformProcess(tmp_path_factory.mktemp("platform") / "data").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -1,0 +1,119 @@
+"""`zeroserve loadtest` never leaves locust behind: not on Ctrl-C, not on SIGTERM, not when killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.control.harness import REPO, PlatformProcess
+from tests.loadtests.conftest import cli_env, loadtest_command, sleepy_function
+
+WAIT = 30.0
+
+
+@pytest.fixture(scope="module")
+def busy(platform: PlatformProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    function = sleepy_function(tmp_path_factory.mktemp("busy"), "busy", {"target": 10, "max_scale": 1})
+    platform.client().deploy(function)
+    return function
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains `text` (the run's unique report folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition, what: str, timeout: float = WAIT):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+@pytest.fixture
+def start_loadtest(platform: PlatformProcess, busy: Path, tmp_path: Path) -> Iterator:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(out: Path) -> subprocess.Popen[bytes]:
+        log = (tmp_path / "cli.log").open("wb")
+        command = loadtest_command("busy", "--users", "2", "--duration", "5m", "--think-time", "0.05",
+                                   "--sample", str(busy / "sample.json"), "--cooldown", "0s",
+                                   "--out", str(out))
+        proc = subprocess.Popen(command, cwd=REPO, env=cli_env(platform), stdout=log,
+                                stderr=subprocess.STDOUT)
+        log.close()
+        started.append(proc)
+        # Running means: locust has sent load (its first per-second tick is in the progress file).
+        wait_for(lambda: '"tick"' in _read(out / "progress.jsonl") or proc.poll() is not None,
+                 "the first tick")
+        assert proc.poll() is None, (tmp_path / "cli.log").read_text()
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=WAIT)
+        for out in tmp_path.iterdir():  # a failed test still leaves no locust running
+            for pid in processes_mentioning(str(out)) if out.is_dir() else []:
+                os.kill(pid, signal.SIGKILL)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_locust_and_still_writes_the_report(start_loadtest, tmp_path: Path,  # noqa: ANN001
+                                                               sig: signal.Signals) -> None:
+    out = tmp_path / "report"
+    proc = start_loadtest(out)
+    locust = processes_mentioning(str(out))
+    assert locust, "locust should be running during the load"
+
+    proc.send_signal(sig)
+
+    assert proc.wait(timeout=WAIT) == 130, (tmp_path / "cli.log").read_text()
+    assert processes_mentioning(str(out)) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["passed"] is False
+    assert summary["facts"]["requests"] > 0
+    assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    assert "interrupted" in (tmp_path / "cli.log").read_text()
+
+
+def test_locust_dies_with_a_killed_loadtest(start_loadtest, tmp_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "report"
+    proc = start_loadtest(out)
+    assert processes_mentioning(str(out))
+
+    proc.kill()  # no handler runs: only PR_SET_PDEATHSIG can take locust down
+    proc.wait(timeout=WAIT)
+
+    wait_for(lambda: processes_mentioning(str(out)) == [], "locust to exit after its parent was killed")
