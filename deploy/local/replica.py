@@ -30,6 +30,7 @@ from deploy.local.types import ReplicaSpec
 from protocol.manifest import FunctionManifest
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 LISTEN_BACKLOG = 2048
 MAX_ERROR_CHARS = 4000
 
@@ -87,6 +88,12 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def name_process(replica_id: str) -> None:
+    """A forked replica's command line is the zygote's; its name (ps -o comm, top) says what it is."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, replica_id[-15:].encode(), 0, 0, 0)  # comm holds 15 bytes: keep the tail
+
+
 def load_app(spec: ReplicaSpec) -> Any:
     module_name, _, attr = spec.app_factory.partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
@@ -128,6 +135,7 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
     try:
         if parent_pid is not None:
             die_with_parent(parent_pid)
+        name_process(spec.replica_id)
         os.chdir(spec.function_dir)
         os.environ.update(spec.env)
         apply_thread_limit(spec.threads)

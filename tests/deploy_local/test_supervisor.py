@@ -46,6 +46,7 @@ def test_scale_up_serves_over_uds_then_scale_down_drains_and_removes_everything(
             assert headers["zeroserve-revision"] == REV
             (info,) = sv.replicas(REV)
             assert info.pid == body["pid"] and info.mode == "fork" and info.state == "ready"
+            assert Path(f"/proc/{info.pid}/comm").read_text().strip() == first.replica_id[-15:]
             assert set(info.timings_ms) == {"fork", "load", "listen", "report", "total"}
 
             await sv.set_scale(REV, 3)
