@@ -150,6 +150,8 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
         config = uvicorn.Config(
             app, http="httptools", lifespan="off", ws="none", interface="asgi3", access_log=False,
             log_config=None, log_level="warning", server_header=False,
+            # Only the activator connects, over a private socket: no forwarded-header rewriting.
+            proxy_headers=False,
             timeout_graceful_shutdown=spec.graceful_shutdown_seconds,  # type: ignore[arg-type]
             timeout_keep_alive=spec.keep_alive_seconds,  # type: ignore[arg-type]
         )
