@@ -58,7 +58,7 @@ class ReplicaProcess:
         if not self.exited.done():
             self.exited.set_result(None)
 
-    async def exit_description(self, wait: float = 0.5) -> str:
+    async def exit_description(self, wait: float = 1.0) -> str:
         """'exit status N' / 'killed by SIGKILL', waiting briefly for the reaper to tell us."""
         if self.returncode is None:
             try:
