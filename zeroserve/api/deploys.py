@@ -38,6 +38,7 @@ from protocol.manifest import (
 from revisions.build_log import BuildLog
 from revisions.registry import DeployOutcome, Registry, Removal
 from revisions.store import ArtifactStore
+from revisions.traffic import TrafficTarget, describe_split
 
 logger = logging.getLogger("zeroserve.deploys")
 
@@ -68,8 +69,8 @@ class DeployResult:
         return self.status != "failed"
 
     def traffic_summary(self) -> str:
-        """The route after this deploy in one line: "iris-00001 90%, iris-00002 10% (tag canary)"."""
-        return describe_targets(self.traffic or [], self.revision if self.status == "created" else None)
+        """The route after this deploy in one line: "iris-00001=90, iris-00002=10 (canary)"."""
+        return describe_split([TrafficTarget.from_json(t) for t in self.traffic or []])
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status, "message": self.message, "function": self.function,
@@ -300,24 +301,11 @@ def apply_traffic_override(manifest: FunctionManifest, override: TrafficOverride
     return manifest.model_copy(update={"traffic": policy})
 
 
-def describe_targets(targets: list[dict[str, Any]], created: str | None = None) -> str:
-    """A route's targets as people read them; `created` names the revision that @latest now is."""
-    parts = []
-    for target in targets:
-        if target.get("latest"):
-            name = f"{created} (@latest)" if created else "@latest"
-        else:
-            name = str(target.get("revision"))
-        tag = f" (tag {target['tag']})" if target.get("tag") else ""
-        parts.append(f"{name} {target.get('percent', 0)}%{tag}")
-    return ", ".join(parts) or "no route"
-
-
 def _describe_outcome(outcome: DeployOutcome) -> str:
     name = outcome.revision.name
     if outcome.status != "created":
         return f"content unchanged (same as {name}); route left as it is"
-    now = describe_targets(outcome.route.to_json()["targets"] if outcome.route else [], name)
+    now = describe_split(outcome.route.targets) if outcome.route else "(no route)"
     if outcome.rollout is not None:
         rollout = outcome.rollout
         return f"rolling {name} out to {rollout.target_percent}% over {rollout.duration:g} s; now {now}"
