@@ -224,8 +224,8 @@ class LocalDataPlane:
         self._remember(state, decision)
         await self._apply(state, decision.applied)
 
-    def _on_replicas_changed(self, revision: str, endpoints: list) -> None:
-        self.activator.set_endpoints(revision, [ReplicaEndpoint(e.replica_id, e.socket_path) for e in endpoints])
+    def _on_replicas_changed(self, revision: str, endpoints: list[ReplicaEndpoint]) -> None:
+        self.activator.set_endpoints(revision, endpoints)
 
     def _on_start_failed(self, revision: str, error: str) -> None:
         self.activator.fail_pending(revision, f"revision '{revision}' failed to start: {error}")

@@ -6,13 +6,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Where a ready replica listens: the activator's own type, so endpoints pass to it as they are.
+from activator.contracts import ReplicaEndpoint
 
-@dataclass(frozen=True, slots=True)
-class ReplicaEndpoint:
-    """Where a ready replica listens. The activator has an identical type; the two fields are the contract."""
+__all__ = ["ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec"]
 
-    replica_id: str
-    socket_path: str
+
 
 
 @dataclass(frozen=True)
