@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,33 +14,18 @@ import yaml
 
 from tests.control.harness import REPO, PlatformProcess
 
-# ~20 ms per request and one request at a time per replica: on 2 cores, a handful of users is enough
-# for concurrency to build up and the autoscaler to add replicas.
-SLEEPY_HANDLER = textwrap.dedent('''
-    import time
-
-    import numpy as np
-
-
-    class Sleepy:
-        inputs = [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
-        outputs = [{"name": "output", "datatype": "FP32", "shape": [-1, 4]}]
-
-        def predict(self, inputs):
-            time.sleep(0.02)
-            return {"output": inputs["input"]}
-''')
-SAMPLE = '{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5, 3, 1, 0]}]}\n'
+# ~20 ms per request, one request at a time per replica: on 2 cores a handful of users is enough for
+# concurrency to build up and the autoscaler to add replicas.
+SLEEPY = REPO / "loadtests" / "functions" / "sleepy"
 
 
 def sleepy_function(parent: Path, name: str, scaling: dict[str, object]) -> Path:
+    """A copy of loadtests/functions/sleepy under another name, with its own scaling settings."""
     directory = parent / name
-    directory.mkdir()
-    (directory / "handler.py").write_text(SLEEPY_HANDLER)
-    (directory / "sample.json").write_text(SAMPLE)
-    (directory / "function.yaml").write_text(yaml.safe_dump({
-        "name": name, "handler": "handler:Sleepy", "sample": "sample.json", "concurrency": 0,
-        "scaling": scaling}))
+    shutil.copytree(SLEEPY, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = yaml.safe_load((directory / "function.yaml").read_text())
+    manifest.update(name=name, scaling=scaling)
+    (directory / "function.yaml").write_text(yaml.safe_dump(manifest))
     return directory
 
 

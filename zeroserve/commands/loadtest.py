@@ -85,8 +85,12 @@ def loadtest(
     from loadtests.report import write_report
 
     try:
+        # Shape errors start with the parameter's name, which is the option's name here.
         load_shape = build_shape(shape, users=users, duration=duration, steps=steps, period=period)
         period_seconds = parse_duration(period) if period else None
+    except ValueError as exc:
+        fail(f"--{exc}")
+    try:
         expectations = load_expectations(expect) if expect is not None else None
     except ValueError as exc:
         fail(str(exc))
