@@ -150,12 +150,10 @@ class GitRemote:
         })
         for header, variable in ((b"content-type", "CONTENT_TYPE"), (b"content-length", "CONTENT_LENGTH"),
                                  (b"content-encoding", "HTTP_CONTENT_ENCODING"),
-                                 (b"git-protocol", "HTTP_GIT_PROTOCOL")):
+                                 (b"git-protocol", "HTTP_GIT_PROTOCOL")):  # http-backend checks it
             value = _header(scope, header)
             if value is not None:
                 env[variable] = value
-        if _header(scope, b"git-protocol") is not None:
-            env["GIT_PROTOCOL"] = env["HTTP_GIT_PROTOCOL"]
         await run_cgi([self._git, "http-backend"], env, receive, send, max_body=max_body)
 
 

@@ -232,10 +232,14 @@ def test_authentication_paths_and_clone(platform, tmp_path):
             connection.close()
         assert response.status in (400, 404), (path, response.status, body)
         assert "error" in json.loads(body) and platform.token not in body
-    assert all(entry.name.endswith(".git") for entry in git_root.iterdir())  # nothing but repositories
+    entries = list(git_root.iterdir()) if git_root.exists() else []
+    assert all(entry.name.endswith(".git") for entry in entries)  # nothing but repositories
 
     pushed = repo.push(remote_url(platform, "auth-git"))
     assert pushed.returncode == 0, pushed.stderr
+    advertised = httpx.get(f"{platform.url}/git/auth-git.git/info/refs?service=git-upload-pack", headers=auth)
+    assert advertised.status_code == 200  # a bearer token works as well as basic auth
+    assert advertised.headers["content-type"] == "application/x-git-upload-pack-advertisement"
     clone = tmp_path / "clone"
     cloned = git(tmp_path, "clone", "--quiet", remote_url(platform, "auth-git"), str(clone), check=False)
     assert cloned.returncode == 0, cloned.stderr
