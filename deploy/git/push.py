@@ -177,13 +177,11 @@ class PushReceiver:
             say("push rejected: nothing stored, nothing deployed")
             return 1
         deploy = [u for u in updates if u["ref"] == deploy_ref]
-        for update in updates:
-            if update["ref"] == deploy_ref:
-                continue
-            what = "deleted" if is_zero_id(update["new"]) else "stored"
-            say(f"{update['ref']}: {what}; not deployed (deploys come from {branch}: "
-                f"git push zeroserve HEAD:{branch})")
+        # Said only once the push is accepted: a rejected push stores none of its refs.
+        notices = [_notice(u, branch) for u in updates if u["ref"] != deploy_ref]
         if not deploy:
+            for notice in notices:
+                say(notice)
             if override:
                 say("note: push options apply to deploys only; nothing was deployed")
             return 0
@@ -209,7 +207,11 @@ class PushReceiver:
         await asyncio.sleep(0)  # let the build's last lines go out before the verdict
         for line in self.summary(session.function, result):
             say(line)
-        return 0 if result.ok else 1
+        if not result.ok:
+            return 1
+        for notice in notices:
+            say(notice)
+        return 0
 
     async def _take_push_lock(self, session: PushSession, say: Callable[[str], None]) -> bool:
         """Hold the function's push lock until this push's backend exits; False if it already has."""
@@ -249,6 +251,13 @@ class PushReceiver:
             for tag, url in dict(urls.get("tags") or {}).items():
                 lines.append(f"url ({tag}): {url}")
         return lines
+
+
+def _notice(update: dict[str, str], branch: str) -> str:
+    if is_zero_id(update["new"]):
+        return f"{update['ref']}: deleted"
+    return (f"{update['ref']}: stored, not deployed (deploys come from {branch}: "
+            f"git push zeroserve HEAD:{branch})")
 
 
 def _updates(raw: object) -> list[dict[str, str]]:

@@ -37,6 +37,9 @@ logger = logging.getLogger("zeroserve.git")
 PREFIX = "/git/"
 REALM = 'Basic realm="zeroserve"'
 SERVICES = ("git-upload-pack", "git-receive-pack")
+# What git http-backend, receive-pack and the hook inherit of the platform's environment: what git needs,
+# and none of the platform's own settings or credentials.
+_BACKEND_ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
 _PATH = re.compile(r"^(?P<name>[^/]+?)(?:\.git)?/(?P<what>info/refs|git-upload-pack|git-receive-pack)$")
 
 Scope = MutableMapping[str, Any]
@@ -137,7 +140,9 @@ class GitRemote:
     async def _backend(self, scope: Scope, receive: Receive, send: Send, path_info: str,
                        extra: dict[str, str], max_body: int | None) -> None:
         client = scope.get("client") or ("", 0)
-        env = git_environment({
+        env = {name: value for name, value in git_environment().items()
+               if name in _BACKEND_ENV_NAMES or name.startswith(("GIT_", "LC_"))}
+        env.update({
             "GIT_PROJECT_ROOT": str(self.repos.root.resolve()),
             "GIT_HTTP_EXPORT_ALL": "1",
             "PATH_INFO": path_info,

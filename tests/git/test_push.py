@@ -153,7 +153,7 @@ def test_failed_builds_are_rejected_and_change_nothing(platform, tmp_path):
     experiment = repo.commit("experiment")
     branch = git(repo.path, "push", url, "HEAD:refs/heads/experiment", check=False)
     assert branch.returncode == 0, branch.stderr
-    assert "refs/heads/experiment: stored; not deployed (deploys come from main" in branch.stderr
+    assert "refs/heads/experiment: stored, not deployed (deploys come from main" in branch.stderr
     refs = ls_remote(url, tmp_path)
     assert (refs["refs/heads/experiment"], refs["refs/heads/main"]) == (experiment, good)
     assert revision_names(platform, "reject-git") == ["reject-git-00001"]
