@@ -26,7 +26,7 @@ from activator.proxy import (
     ReplicaUnreachable,
     RequestBody,
     relay_response,
-    replica_url,
+    replica_target,
     request_content_length,
     request_headers,
     send_upstream,
@@ -177,7 +177,7 @@ class Activator:
         deadline = arrived + settings.timeout_seconds
         has_body, length = request_content_length(scope)
         body = RequestBody(receive, length) if has_body else None
-        url = replica_url(raw_path, scope.get("query_string", b""))
+        target = replica_target(raw_path, scope.get("query_string", b""))
         headers = request_headers(scope, prefix)
         retry = False
         while True:
@@ -203,8 +203,8 @@ class Activator:
                 return await send_error(send, 503, error.message, state.header)
             unreachable = False
             try:
-                return await self._forward(state, tracker, scope, url, headers, body, receive, send, arrived,
-                                           deadline)
+                return await self._forward(state, tracker, scope, target, headers, body, receive, send,
+                                           arrived, deadline)
             except ReplicaUnreachable as error:
                 log.info("replica %s of revision %s is unreachable (%s); retrying elsewhere",
                          tracker.replica_id, state.name, error)
@@ -213,11 +213,11 @@ class Activator:
             finally:
                 throttler.release(tracker, unreachable=unreachable)
 
-    async def _forward(self, state: _Revision, tracker: ReplicaTracker[ReplicaClient], scope: dict, url,
-                       headers, body: RequestBody | None, receive: Callable, send: Callable, arrived: float,
-                       deadline: float) -> int:
+    async def _forward(self, state: _Revision, tracker: ReplicaTracker[ReplicaClient], scope: dict,
+                       target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody | None,
+                       receive: Callable, send: Callable, arrived: float, deadline: float) -> int:
         try:
-            response = await send_upstream(tracker.client, scope["method"], url, headers, body, deadline)
+            response = await send_upstream(tracker.client, scope["method"], target, headers, body, deadline)
         except ReplicaFailed as error:
             state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
             message = (f"replica {tracker.replica_id} of revision '{state.name}' {error.message}"
@@ -239,7 +239,7 @@ class Activator:
         if state is None:
             settings = self._resolver.revision_settings(revision)
             throttler: RevisionThrottler[ReplicaClient] = RevisionThrottler(
-                revision, settings, make_client=ReplicaClient, close_client=self._close_client, rng=self._rng
+                revision, settings, make_client=_client_for, close_client=self._close_client, rng=self._rng
             )
             state = self._revisions[revision] = _Revision(revision, settings, throttler, self._clock())
         return state
@@ -247,7 +247,7 @@ class Activator:
     def _close_client(self, client: ReplicaClient) -> None:
         try:
             task = asyncio.get_running_loop().create_task(client.close())
-        except RuntimeError:  # no loop: the session was never created (sessions are made in requests)
+        except RuntimeError:  # no loop running: no connection was ever opened (they open in requests)
             return
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -263,6 +263,10 @@ class Activator:
     def _metric_rows(self) -> Iterator[RevisionGauges]:
         for name, state in list(self._revisions.items()):
             yield RevisionGauges(name, state.counters, state.throttler.queue_depth, state.throttler.in_flight)
+
+
+def _client_for(endpoint: ReplicaEndpoint) -> ReplicaClient:
+    return ReplicaClient(endpoint.socket_path)
 
 
 async def send_error(send: Callable, status: int, message: str,
