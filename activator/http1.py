@@ -160,6 +160,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def eof_received(self) -> bool:
+        self.reusable = False
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
