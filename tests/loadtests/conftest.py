@@ -46,7 +46,7 @@ def run_loadtest(platform: PlatformProcess, function: str, *args: str,
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # one platform for the spike and interrupt modules (each its own function)
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
     proc = PlatformProcess(tmp_path_factory.mktemp("platform") / "data").start()
     try:

@@ -55,11 +55,10 @@ def wait_for(condition, what: str, timeout: float = WAIT):  # noqa: ANN001, ANN2
 def start_loadtest(platform: PlatformProcess, busy: Path, tmp_path: Path) -> Iterator:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(out: Path) -> subprocess.Popen[bytes]:
+    def start(out: Path, *args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / "cli.log").open("wb")
         command = loadtest_command("busy", "--users", "2", "--duration", "5m", "--think-time", "0.05",
-                                   "--sample", str(busy / "sample.json"), "--cooldown", "0s",
-                                   "--out", str(out))
+                                   "--cooldown", "0s", "--out", str(out), *args)
         proc = subprocess.Popen(command, cwd=REPO, env=cli_env(platform), stdout=log,
                                 stderr=subprocess.STDOUT)
         log.close()
@@ -89,11 +88,14 @@ def _read(path: Path) -> str:
         return ""
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# Each run also covers a request path: V2 with a body generated from the model's metadata, V1 rows.
+@pytest.mark.parametrize(("sig", "protocol", "request_name"), [
+    (signal.SIGINT, "v2", "V2 infer"), (signal.SIGTERM, "v1", "V1 predict")], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_stops_locust_and_still_writes_the_report(start_loadtest, tmp_path: Path,  # noqa: ANN001
-                                                               sig: signal.Signals) -> None:
+                                                               sig: signal.Signals, protocol: str,
+                                                               request_name: str) -> None:
     out = tmp_path / "report"
-    proc = start_loadtest(out)
+    proc = start_loadtest(out, "--protocol", protocol)
     locust = processes_mentioning(str(out))
     assert locust, "locust should be running during the load"
 
@@ -103,14 +105,18 @@ def test_an_interrupt_stops_locust_and_still_writes_the_report(start_loadtest, t
     assert processes_mentioning(str(out)) == []
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["passed"] is False
-    assert summary["facts"]["requests"] > 0
+    assert summary["facts"]["requests"] > 0 and summary["facts"]["failures"] == 0, summary["facts"]
+    generated = json.loads((out / "request.json").read_text())  # no --sample: made from metadata
+    assert generated["inputs"] == [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [0.0] * 4}]
+    stats = (out / "locust_stats.csv").read_text()
+    assert f",{request_name}," in stats, stats
     assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
     assert "interrupted" in (tmp_path / "cli.log").read_text()
 
 
-def test_locust_dies_with_a_killed_loadtest(start_loadtest, tmp_path: Path) -> None:  # noqa: ANN001
+def test_locust_dies_with_a_killed_loadtest(start_loadtest, busy: Path, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "report"
-    proc = start_loadtest(out)
+    proc = start_loadtest(out, "--sample", str(busy / "sample.json"))
     assert processes_mentioning(str(out))
 
     proc.kill()  # no handler runs: only PR_SET_PDEATHSIG can take locust down

@@ -27,7 +27,7 @@ def test_a_spike_from_zero_scales_up_panics_and_returns_to_zero(platform: Platfo
                       f"back_to_zero_within: {deadline:g}s\n")
     out = tmp_path / "report"
 
-    result = run_loadtest(platform, "spiky", "--shape", "spike", "--users", "8", "--duration", "10s",
+    result = run_loadtest(platform, "spiky", "--shape", "spike", "--users", "8", "--duration", "8s",
                           "--sample", str(function / "sample.json"), "--expect", str(expect),
                           "--out", str(out), "--from-zero")
 

@@ -148,16 +148,22 @@ def _cooldown(client: ControlClient, function: str, info: dict[str, Any], cooldo
         return max(seconds, wanted or 0.0)
     if wanted is not None:
         return wanted
+    scalings = [client.revision(function, name).get("manifest", {}).get("scaling", {})
+                for name in _routed_revisions(info)]
+    return auto_cooldown(scalings)
+
+
+def auto_cooldown(scalings: list[dict[str, Any]]) -> float:
+    """Long enough for the slowest routed revision to reach zero (or, with min_scale, to settle)."""
     longest = 0.0
-    for name in _routed_revisions(info):
-        scaling = client.revision(function, name).get("manifest", {}).get("scaling", {})
+    for scaling in scalings or [{}]:
+        window = float(scaling.get("window", 60.0))
         if int(scaling.get("min_scale") or 0) > 0:
-            longest = max(longest, float(scaling.get("window", 60.0)) + 10.0)
+            longest = max(longest, window + 10.0)
         else:
-            longest = max(longest, float(scaling.get("window", 60.0))
-                          + float(scaling.get("scale_to_zero_grace_period", 30.0))
+            longest = max(longest, window + float(scaling.get("scale_to_zero_grace_period", 30.0))
                           + float(scaling.get("scale_down_delay", 0.0)) + COOLDOWN_MARGIN)
-    return longest or 60.0 + 30.0 + COOLDOWN_MARGIN
+    return longest
 
 
 def _routed_revisions(info: dict[str, Any]) -> list[str]:
