@@ -74,14 +74,21 @@ class PreparedRequests:
 
 
 _prepared: PreparedRequests | None = None
+_shape: LoadShape | None = None
 
 
 @events.init.add_listener
 def _prepare(environment: Environment, **_kwargs: Any) -> None:
-    global _prepared
+    """Everything that can be wrong with the options fails here, before the first user starts."""
+    global _prepared, _shape
     options = environment.parsed_options
     if options is None or not options.function:
         sys.exit("error: --function (or ZEROSERVE_LOADTEST_FUNCTION) names the function to call")
+    try:
+        _shape = build_shape(options.shape, users=options.shape_users, duration=options.shape_duration,
+                             steps=options.shape_steps, period=options.shape_period or None)
+    except ValueError as exc:
+        sys.exit(f"error: --shape-{exc}" if not str(exc).startswith("shape") else f"error: --{exc}")
     try:
         if options.request_file:
             request = read_v2_request(options.request_file)
@@ -140,20 +147,11 @@ class PredictV1User(_FunctionUser):
 
 
 class ZeroserveShape(LoadTestShape):
-    """Adapts a pure shape from loadtests/shapes.py (chosen by --shape) to locust."""
-
-    _shape: LoadShape | None = None
+    """Adapts the pure shape from loadtests/shapes.py chosen by --shape (built at init) to locust."""
 
     def tick(self) -> tuple[int, float] | None:
-        if self._shape is None:
-            options = self.runner.environment.parsed_options
-            try:
-                self._shape = build_shape(options.shape, users=options.shape_users,
-                                          duration=options.shape_duration, steps=options.shape_steps,
-                                          period=options.shape_period or None)
-            except ValueError as exc:
-                sys.exit(f"error: {exc}")
-        return self._shape.tick(self.get_run_time())
+        assert _shape is not None
+        return _shape.tick(self.get_run_time())
 
 
 class ProgressWriter:

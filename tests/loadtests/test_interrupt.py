@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from tests.control.harness import REPO, PlatformProcess
 from tests.loadtests.conftest import cli_env, loadtest_command, sleepy_function
 
 WAIT = 30.0
+StartLoadtest = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def wait_for(condition, what: str, timeout: float = WAIT):  # noqa: ANN001, ANN201
+def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -52,7 +53,7 @@ def wait_for(condition, what: str, timeout: float = WAIT):  # noqa: ANN001, ANN2
 
 
 @pytest.fixture
-def start_loadtest(platform: PlatformProcess, busy: Path, tmp_path: Path) -> Iterator:
+def start_loadtest(platform: PlatformProcess, busy: Path, tmp_path: Path) -> Iterator[StartLoadtest]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(out: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -91,9 +92,9 @@ def _read(path: Path) -> str:
 # Each run also covers a request path: V2 with a body generated from the model's metadata, V1 rows.
 @pytest.mark.parametrize(("sig", "protocol", "request_name"), [
     (signal.SIGINT, "v2", "V2 infer"), (signal.SIGTERM, "v1", "V1 predict")], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_stops_locust_and_still_writes_the_report(start_loadtest, tmp_path: Path,  # noqa: ANN001
-                                                               sig: signal.Signals, protocol: str,
-                                                               request_name: str) -> None:
+def test_an_interrupt_stops_locust_and_still_writes_the_report(
+        start_loadtest: StartLoadtest, tmp_path: Path, sig: signal.Signals, protocol: str, request_name: str,
+) -> None:
     out = tmp_path / "report"
     proc = start_loadtest(out, "--protocol", protocol)
     locust = processes_mentioning(str(out))
@@ -114,7 +115,8 @@ def test_an_interrupt_stops_locust_and_still_writes_the_report(start_loadtest, t
     assert "interrupted" in (tmp_path / "cli.log").read_text()
 
 
-def test_locust_dies_with_a_killed_loadtest(start_loadtest, busy: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_locust_dies_with_a_killed_loadtest(start_loadtest: StartLoadtest, busy: Path,
+                                            tmp_path: Path) -> None:
     out = tmp_path / "report"
     proc = start_loadtest(out, "--sample", str(busy / "sample.json"))
     assert processes_mentioning(str(out))
