@@ -265,3 +265,13 @@ def test_hook_refuses_pushes_that_bypass_the_remote(platform, tmp_path):
     assert direct.returncode != 0
     assert "accepts pushes only through the platform's git remote" in direct.stderr
     assert revision_names(platform, "direct-git") == ["direct-git-00001"]
+
+
+def test_deleting_a_function_deletes_its_repository(platform, tmp_path, data_dir):
+    repo = WorkRepo.from_dir(function_dir(tmp_path, "iris-gone"), tmp_path / "iris-gone")
+    pushed = repo.push(remote_url(platform, "iris-gone"))
+    assert pushed.returncode == 0, pushed.stderr
+    assert (data_dir / "git" / "iris-gone.git").is_dir()
+    with platform.client() as client:
+        client.delete("iris-gone")
+    assert not (data_dir / "git" / "iris-gone.git").exists()

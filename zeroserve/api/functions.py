@@ -80,6 +80,8 @@ def build_router(ctx: ControlContext) -> APIRouter:
     @router.delete("/functions/{function}", summary="Delete a function, its revisions and unused artifacts")
     async def delete(function: str) -> dict[str, Any]:
         removal = await deployer.delete_function(function)
+        # The function's git repository goes with it (the name was validated by the registry above).
+        await asyncio.to_thread(shutil.rmtree, ctx.settings.git_dir / f"{function}.git", True)
         return {"deleted": function, "revisions": removal.revisions}
 
     @router.get("/functions/{function}/revisions", summary="List a function's revisions")

@@ -24,13 +24,20 @@ def up(
                                                show_default=False)] = None,
     keep_unrouted: Annotated[int | None, typer.Option("--keep-unrouted", help="Unrouted revisions kept per "
                                                       "function [default 5]", show_default=False)] = None,
+    deploy_branch: Annotated[str | None, typer.Option("--deploy-branch", help="Branch whose pushes deploy "
+                                                      "[env ZEROSERVE_DEPLOY_BRANCH; default main]",
+                                                      show_default=False)] = None,
+    queue_limit: Annotated[int | None, typer.Option("--queue-limit", help="Requests held per revision while "
+                                                    "no replica is free [env ZEROSERVE_QUEUE_LIMIT; default "
+                                                    "10000]", show_default=False)] = None,
 ) -> None:
-    """Run the platform: control API (and, once wired, the data plane) until Ctrl-C."""
+    """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
     from zeroserve.up import run_platform
 
     try:
         settings = Settings.load(port=port, host=host, data_dir=data, artifacts=artifacts, domain=domain,
-                                 keep_unrouted=keep_unrouted)
+                                 keep_unrouted=keep_unrouted, deploy_branch=deploy_branch,
+                                 queue_limit=queue_limit)
     except SettingsError as exc:
         fail(str(exc))
     try:
