@@ -154,8 +154,8 @@ def run_load_test(plan: LoadTestPlan, status: StatusSource,
     interrupted = False
     exit_code: int | None = None
 
-    process = _start_locust(plan, request_file, progress_file)
     launched = time.monotonic()
+    process = _start_locust(plan, request_file, progress_file)
     try:
         exit_code = _sample_until_done(plan, shape, process, launched, status, progress, samples, errors,
                                        on_progress)
