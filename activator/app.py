@@ -190,7 +190,8 @@ class Activator:
             except QueueFull:
                 return await send_error(
                     send, 503,
-                    f"revision '{state.name}' has {settings.queue_limit} requests waiting already; retry later",
+                    f"revision '{state.name}' has {settings.queue_limit} requests waiting already; "
+                    "retry later",
                     [*state.header, (b"retry-after", RETRY_AFTER_SECONDS)],
                 )
             except TimeoutError:

@@ -200,7 +200,9 @@ async def relay_response(
         response.release()
 
 
-async def _stream_rest(response: Response, chunk: bytes, receive: Any, send: Any, *, watch_client: bool) -> None:
+async def _stream_rest(
+    response: Response, chunk: bytes, receive: Any, send: Any, *, watch_client: bool
+) -> None:
     # A long stream is cancelled when its client goes away; uvicorn's `send` drops data silently
     # after a disconnect, so only `receive` can tell. It is safe to call once the body was consumed.
     watcher = asyncio.ensure_future(_disconnected(receive)) if watch_client else None

@@ -155,7 +155,9 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_until(
+    condition: Callable[[], bool], what: str, process: subprocess.Popen, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -186,7 +188,8 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
-    return f"{model}, {os.cpu_count()} cores, load average {load[0]:.2f} at start, Python {platform.python_version()}"
+    return (f"{model}, {os.cpu_count()} cores, load average {load[0]:.2f} at start, "
+            f"Python {platform.python_version()}")
 
 
 def free_port() -> int:
@@ -231,15 +234,18 @@ async def measure(args: argparse.Namespace, direct: dict, through: dict, body: b
 def report(results: dict, replica: str, args: argparse.Namespace) -> None:
     latency = results["latency"]
     print(f"machine: {results['machine']}")
-    print(f"replica: {replica}; {args.rounds} alternating rounds; medians shown (ratio: median of per-round ratios)")
+    print(f"replica: {replica}; {args.rounds} alternating rounds; medians shown "
+          "(ratio: median of per-round ratios)")
     print(f"latency c=1 ({args.requests} requests per round)")
     print(f"  direct     p50 {latency['direct']['p50_ms']:.3f} ms   p99 {latency['direct']['p99_ms']:.3f} ms")
-    print(f"  activator  p50 {latency['activator']['p50_ms']:.3f} ms   p99 {latency['activator']['p99_ms']:.3f} ms")
+    print(f"  activator  p50 {latency['activator']['p50_ms']:.3f} ms   "
+          f"p99 {latency['activator']['p99_ms']:.3f} ms")
     print(f"  added      p50 {latency['added_p50_ms']:.3f} ms   p99 {latency['added_p99_ms']:.3f} ms"
           f"   (target p50 <= 0.5 ms)")
     print(f"throughput ({args.seconds:g} s per run)")
     for concurrency, row in results["throughput"].items():
-        print(f"  c={concurrency:<3} direct {row['direct_rps']:8.0f} req/s   activator {row['activator_rps']:8.0f}"
+        print(f"  c={concurrency:<3} direct {row['direct_rps']:8.0f} req/s   "
+              f"activator {row['activator_rps']:8.0f}"
               f" req/s   ratio {row['ratio']:.2f} (rounds: {' '.join(f'{r:.2f}' for r in row['ratios'])})"
               + ("   target >= 0.50" if concurrency == "32" else ""))
 
@@ -252,7 +258,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--serve-activator", nargs=2, metavar=("REPLICA_SOCKET", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-activator", nargs=2, metavar=("REPLICA_SOCKET", "PORT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_activator:
         serve_activator(args.serve_activator[0], int(args.serve_activator[1]))
@@ -274,12 +281,14 @@ def main() -> None:
         replica = subprocess.Popen(replica_cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
         processes.append(replica)
         wait_until(lambda: connectable(socket.AF_UNIX, replica_socket), "replica start", replica)
-        activator = subprocess.Popen([sys.executable, __file__, "--serve-activator", replica_socket, str(port)],
-                                     cwd=ROOT)
+        activator = subprocess.Popen(
+            [sys.executable, __file__, "--serve-activator", replica_socket, str(port)], cwd=ROOT
+        )
         processes.append(activator)
         wait_until(lambda: connectable(socket.AF_INET, ("127.0.0.1", port)), "activator start", activator)
         direct = {"name": "direct", "uds": replica_socket, "port": None, "host": "replica", "path": path}
-        through = {"name": "activator", "uds": None, "port": port, "host": f"iris.localhost:{port}", "path": path}
+        through = {"name": "activator", "uds": None, "port": port, "host": f"iris.localhost:{port}",
+                   "path": path}
         import uvloop
 
         started_machine = machine()

@@ -32,7 +32,8 @@ def _event(key: str) -> asyncio.Event:
 async def _json(send, payload: dict, status: int = 200) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -58,7 +59,8 @@ async def app(scope, receive, send) -> None:
                 _progress[key] = size
             if not message.get("more_body"):
                 break
-        await _json(send, {"bytes": size, "chunks": chunks, "sha256": digest.hexdigest(), "replica": REPLICA_ID})
+        await _json(send, {"bytes": size, "chunks": chunks, "sha256": digest.hexdigest(),
+                           "replica": REPLICA_ID})
         return
     body_size = 0
     while True:  # drain any body

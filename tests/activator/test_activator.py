@@ -14,31 +14,40 @@ import pytest
 from prometheus_client import generate_latest
 
 from activator import Activator, HostDispatcher, RevisionSettings, RevisionStats
+from tests.activator.harness import (
+    StaticResolver,
+    client_session,
+    replica_session,
+    run,
+    running_activator,
+    serving,
+    wait_for,
+)
 
 MB = 1024 * 1024
 
 
-def iris_routes(harness, **settings):
-    return harness.StaticResolver(
+def iris_routes(**settings):
+    return StaticResolver(
         routes={"iris": {None: "iris-00001", "canary": "iris-00002"}, "canary-x": {None: "canary-x-00001"}},
         settings={"iris-00001": RevisionSettings(**settings), "iris-00002": RevisionSettings(**settings)},
     )
 
 
-def test_requests_at_zero_wait_and_all_succeed_once_a_replica_is_ready(harness, shared_replicas):
+def test_requests_at_zero_wait_and_all_succeed_once_a_replica_is_ready(shared_replicas):
     r1, r2 = shared_replicas
     pokes: list[str] = []
 
     async def scenario():
-        resolver = iris_routes(harness, container_concurrency=10)
-        async with harness.running_activator(resolver, on_cold_request=pokes.append) as (activator, url), \
-                harness.client_session() as client:
+        resolver = iris_routes(container_concurrency=10)
+        async with running_activator(resolver, on_cold_request=pokes.append) as (activator, url), \
+                client_session() as client:
             async def call(index: int):
                 async with client.get(f"{url}/fn/iris/echo?i={index}") as response:
                     return response.status, response.headers.get("zeroserve-revision"), await response.json()
 
             calls = [asyncio.create_task(call(i)) for i in range(200)]
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 200, what="200 waiting")
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 200, what="200 waiting")
             assert pokes == ["iris-00001"]  # the first waiter pokes the autoscaler, not every request
             assert activator.in_flight("iris-00001") == 0
             activator.set_endpoints("iris-00001", [r1.endpoint, r2.endpoint])
@@ -54,15 +63,15 @@ def test_requests_at_zero_wait_and_all_succeed_once_a_replica_is_ready(harness, 
             metrics = generate_latest(activator.metrics_registry).decode()
             assert 'zeroserve_activator_requests_total{code="200",revision="iris-00001"} 200.0' in metrics
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_routing_by_host_and_path_and_named_404s(harness, shared_replicas):
+def test_routing_by_host_and_path_and_named_404s(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             activator.set_endpoints("iris-00001", [r1.endpoint])
             activator.set_endpoints("iris-00002", [r1.endpoint])
 
@@ -117,22 +126,22 @@ def test_routing_by_host_and_path_and_named_404s(harness, shared_replicas):
             assert status == 200 and headers["zeroserve-revision"] == "canary-x-00001"
 
 
-def test_function_named_like_a_tag_wins(harness, shared_replicas):
+def test_function_named_like_a_tag_wins(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = harness.StaticResolver(routes={"iris": {None: "iris-00001", "canary": "iris-00002"},
+        resolver = StaticResolver(routes={"iris": {None: "iris-00001", "canary": "iris-00002"},
                                                   "canary-iris": {None: "canary-iris-00001"}})
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             activator.set_endpoints("canary-iris-00001", [r1.endpoint])
             async with client.get(f"{url}/echo", headers={"Host": "canary-iris.localhost"}) as response:
                 assert response.status == 200
                 assert response.headers["zeroserve-revision"] == "canary-iris-00001"
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_host_dispatcher_splits_function_urls_from_the_control_plane(harness, shared_replicas):
+def test_host_dispatcher_splits_function_urls_from_the_control_plane(shared_replicas):
     r1, _ = shared_replicas
 
     async def control_plane(scope, receive, send):
@@ -142,15 +151,16 @@ def test_host_dispatcher_splits_function_urls_from_the_control_plane(harness, sh
             await send({"type": "lifespan.shutdown.complete"})
             return
         body = json.dumps({"control": scope["path"]}).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
     async def scenario():
-        app = Activator(iris_routes(harness), domain="zs.test")
+        app = Activator(iris_routes(), domain="zs.test")
         try:
             app.set_endpoints("iris-00001", [r1.endpoint])
-            async with harness.serving(HostDispatcher(app, control_plane, domain="zs.test")) as url, \
-                    harness.client_session() as client:
+            async with serving(HostDispatcher(app, control_plane, domain="zs.test")) as url, \
+                    client_session() as client:
                 for path, host, expected in (
                     ("/api/v1/functions", None, {"control": "/api/v1/functions"}),
                     ("/metrics", None, {"control": "/metrics"}),
@@ -166,19 +176,19 @@ def test_host_dispatcher_splits_function_urls_from_the_control_plane(harness, sh
         finally:
             await app.close()
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_queue_full_gives_503_with_retry_after_and_deadline_gives_504(harness):
+def test_queue_full_gives_503_with_retry_after_and_deadline_gives_504():
     async def scenario():
-        resolver = iris_routes(harness, container_concurrency=1, queue_limit=2, timeout_seconds=0.5)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes(container_concurrency=1, queue_limit=2, timeout_seconds=0.5)
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             async def call():
                 async with client.get(f"{url}/fn/iris/echo") as response:
                     return response.status, dict(response.headers), await response.json()
 
             waiting = [asyncio.create_task(call()) for _ in range(2)]
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 2)
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 2)
             status, headers, body = await call()
             assert status == 503 and headers["Retry-After"] == "1"
             assert "iris-00001" in body["error"] and "2 requests waiting" in body["error"]
@@ -190,24 +200,25 @@ def test_queue_full_gives_503_with_retry_after_and_deadline_gives_504(harness):
             assert 'code="504",revision="iris-00001"} 2.0' in metrics
             assert 'code="503",revision="iris-00001"} 1.0' in metrics
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_fail_pending_answers_waiters_with_503(harness):
+def test_fail_pending_answers_waiters_with_503():
     async def scenario():
-        resolver = iris_routes(harness, timeout_seconds=30)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes(timeout_seconds=30)
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             async def call():
                 async with client.post(f"{url}/fn/iris/echo", data=b"x" * 100) as response:
                     return response.status, await response.json()
 
             waiting = [asyncio.create_task(call()) for _ in range(5)]
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 5)
-            assert activator.fail_pending("iris-00001", "replica of 'iris-00001' failed to start: exit 3") == 5
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 5)
+            message = "replica of 'iris-00001' failed to start: exit 3"
+            assert activator.fail_pending("iris-00001", message) == 5
             for status, body in await asyncio.gather(*waiting):
                 assert (status, body) == (503, {"error": "replica of 'iris-00001' failed to start: exit 3"})
 
-    harness.run(scenario())
+    run(scenario())
 
 
 class RssSampler:
@@ -239,7 +250,7 @@ class RssSampler:
         self._thread.join()
 
 
-def test_large_bodies_stream_through_without_buffering(harness, shared_replicas):
+def test_large_bodies_stream_through_without_buffering(shared_replicas):
     r1, _ = shared_replicas
     size = 50 * MB
     block = bytes(random.Random(5).getrandbits(8) for _ in range(64 * 1024))
@@ -252,8 +263,8 @@ def test_large_bodies_stream_through_without_buffering(harness, shared_replicas)
             yield chunk
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             activator.set_endpoints("iris-00001", [r1.endpoint])
             digest = hashlib.sha256()
             for _ in range(size // len(block)):
@@ -271,17 +282,17 @@ def test_large_bodies_stream_through_without_buffering(harness, shared_replicas)
             grown = memory.peak - memory.baseline
             assert grown < 25 * MB, f"activator process grew by {grown / MB:.1f} MB moving 2 x 50 MB"
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_bodies_are_forwarded_chunk_by_chunk(harness, shared_replicas):
+def test_bodies_are_forwarded_chunk_by_chunk(shared_replicas):
     """Lockstep: the far side sees the first chunk before the near side sends the rest."""
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client, \
-                harness.replica_session(r1) as direct:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client, \
+                replica_session(r1) as direct:
             activator.set_endpoints("iris-00001", [r1.endpoint])
 
             async def progress() -> int:
@@ -307,36 +318,36 @@ def test_bodies_are_forwarded_chunk_by_chunk(harness, shared_replicas):
                 rest = await response.content.read()
                 assert len(first) + len(rest) == 4 * MB
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_client_leaving_a_stream_ends_the_proxied_request(harness, shared_replicas):
+def test_client_leaving_a_stream_ends_the_proxied_request(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), \
-                harness.replica_session(r1) as direct:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), \
+                replica_session(r1) as direct:
             activator.set_endpoints("iris-00001", [r1.endpoint])
-            async with harness.client_session() as client:
+            async with client_session() as client:
                 response = await client.get(f"{url}/fn/iris/download?bytes={8 * MB}&id=gone1")
                 await response.content.readexactly(64 * 1024)
                 assert activator.in_flight("iris-00001") == 1
                 response.close()  # drops the connection mid-stream while the replica is still holding
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 0, what="stream cancelled")
+            await wait_for(lambda: activator.in_flight("iris-00001") == 0, what="stream cancelled")
             async with direct.get("http://r/release?id=gone1"):
                 pass
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_drain_stops_routing_and_waits_for_in_flight(harness, shared_replicas):
+def test_drain_stops_routing_and_waits_for_in_flight(shared_replicas):
     r1, r2 = shared_replicas
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client, \
-                harness.replica_session(r1) as direct:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client, \
+                replica_session(r1) as direct:
             activator.set_endpoints("iris-00001", [r1.endpoint])
 
             async def call(path: str):
@@ -344,7 +355,7 @@ def test_drain_stops_routing_and_waits_for_in_flight(harness, shared_replicas):
                     return response.status, await response.json()
 
             held = [asyncio.create_task(call("/hold?id=drain1")) for _ in range(3)]
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 3)
+            await wait_for(lambda: activator.in_flight("iris-00001") == 3)
             activator.set_endpoints("iris-00001", [r1.endpoint, r2.endpoint])
             drain = asyncio.create_task(activator.drain("iris-00001", "r1", timeout=20))
             for _ in range(5):
@@ -359,26 +370,26 @@ def test_drain_stops_routing_and_waits_for_in_flight(harness, shared_replicas):
             # a drain past its timeout returns rather than hanging the supervisor
             activator.set_endpoints("iris-00001", [r2.endpoint])
             stuck = asyncio.create_task(call("/hold?id=drain2"))
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 1)
+            await wait_for(lambda: activator.in_flight("iris-00001") == 1)
             loop = asyncio.get_running_loop()
             started = loop.time()
             await activator.drain("iris-00001", "r2", timeout=0.2)
             assert 0.2 <= loop.time() - started < 5
-            async with harness.replica_session(r2) as direct2, direct2.get("http://r/release?id=drain2"):
+            async with replica_session(r2) as direct2, direct2.get("http://r/release?id=drain2"):
                 pass
             assert (await stuck)[0] == 200
 
-    harness.run(scenario())
+    run(scenario())
 
 
 @pytest.mark.timeout(90)
-def test_sigkill_of_a_replica_fails_only_its_requests(harness, replica_pool):
+def test_sigkill_of_a_replica_fails_only_its_requests(replica_pool):
     k1, k2 = replica_pool.start("k1", "k2")
 
     async def scenario():
-        resolver = iris_routes(harness)  # concurrency 0: two random choices spreads requests
-        async with harness.running_activator(resolver, rng=random.Random(11).random) as (activator, url), \
-                harness.client_session() as client, harness.replica_session(k2) as direct:
+        resolver = iris_routes()  # concurrency 0: two random choices spreads requests
+        async with running_activator(resolver, rng=random.Random(11).random) as (activator, url), \
+                client_session() as client, replica_session(k2) as direct:
             activator.set_endpoints("iris-00001", [k1.endpoint, k2.endpoint])
 
             async def call(path: str):
@@ -386,7 +397,7 @@ def test_sigkill_of_a_replica_fails_only_its_requests(harness, replica_pool):
                     return response.status, await response.json()
 
             held = [asyncio.create_task(call("/hold?id=kill")) for _ in range(30)]
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 30)
+            await wait_for(lambda: activator.in_flight("iris-00001") == 30)
             k1.kill()
             async with direct.get("http://r/release?id=kill"):
                 pass
@@ -406,19 +417,19 @@ def test_sigkill_of_a_replica_fails_only_its_requests(harness, replica_pool):
                 assert (status, body["replica"]) == (200, "k2")
             assert activator.in_flight("iris-00001") == 0
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_only_replica_unreachable_waits_for_a_new_one(harness, replica_pool, shared_replicas):
+def test_only_replica_unreachable_waits_for_a_new_one(replica_pool, shared_replicas):
     r1, _ = shared_replicas
     (dead,) = replica_pool.start("dead")
     dead.kill()
     pokes: list[str] = []
 
     async def scenario():
-        resolver = iris_routes(harness, timeout_seconds=20)
-        async with harness.running_activator(resolver, on_cold_request=pokes.append) as (activator, url), \
-                harness.client_session() as client:
+        resolver = iris_routes(timeout_seconds=20)
+        async with running_activator(resolver, on_cold_request=pokes.append) as (activator, url), \
+                client_session() as client:
             activator.set_endpoints("iris-00001", [dead.endpoint])
 
             async def call():
@@ -426,57 +437,60 @@ def test_only_replica_unreachable_waits_for_a_new_one(harness, replica_pool, sha
                     return response.status, await response.json()
 
             pending = asyncio.create_task(call())
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 1)
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 1)
             assert pokes == ["iris-00001"]  # the refused replica left no routable one: ask for another
             activator.set_endpoints("iris-00001", [r1.endpoint])
             status, body = await pending
             assert (status, body["replica"]) == (200, "r1")
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_unknown_revision_and_empty_route(harness):
+def test_unknown_revision_and_empty_route():
     async def scenario():
-        resolver = harness.StaticResolver(routes={"ghost": {None: "ghost-00009"}, "empty": {}})
+        resolver = StaticResolver(routes={"ghost": {None: "ghost-00009"}, "empty": {}})
         resolver.revision_settings = lambda revision: (_ for _ in ()).throw(KeyError(revision))
-        async with harness.running_activator(resolver) as (_, url), harness.client_session() as client:
+        async with running_activator(resolver) as (_, url), client_session() as client:
             async with client.get(f"{url}/fn/ghost/") as response:
                 assert response.status == 404
-                assert await response.json() == {"error": "revision 'ghost-00009' of function 'ghost' not found"}
+                assert await response.json() == {
+                    "error": "revision 'ghost-00009' of function 'ghost' not found"}
             async with client.get(f"{url}/fn/empty/") as response:
                 assert response.status == 503
-                assert await response.json() == {"error": "function 'empty' has no revision receiving traffic"}
+                assert await response.json() == {
+                    "error": "function 'empty' has no revision receiving traffic"}
             async with client.get(f"{url}/api/v1/functions") as response:
-                assert response.status == 404 and "no function in host or path" in (await response.json())["error"]
+                assert response.status == 404
+                assert "no function in host or path" in (await response.json())["error"]
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_close_answers_waiters_with_503_and_refuses_new_requests(harness):
+def test_close_answers_waiters_with_503_and_refuses_new_requests():
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             async def call():
                 async with client.get(f"{url}/fn/iris/echo") as response:
                     return response.status, await response.json()
 
             waiting = asyncio.create_task(call())
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 1)
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 1)
             await activator.close()
             assert await waiting == (503, {"error": "the activator is shutting down"})
             async with client.get(f"{url}/fn/iris/echo") as response:
                 assert response.status == 503
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_close_lets_requests_being_proxied_finish(harness, shared_replicas):
+def test_close_lets_requests_being_proxied_finish(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client, \
-                harness.replica_session(r1) as direct:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client, \
+                replica_session(r1) as direct:
             activator.set_endpoints("iris-00001", [r1.endpoint])
 
             async def call():
@@ -484,21 +498,21 @@ def test_close_lets_requests_being_proxied_finish(harness, shared_replicas):
                     return response.status, await response.json()
 
             held = asyncio.create_task(call())
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 1)
+            await wait_for(lambda: activator.in_flight("iris-00001") == 1)
             await activator.close()
             async with direct.get("http://r/release?id=closing"):
                 pass
             assert await held == (200, {"replica": "r1", "held": "closing"})
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_head_and_client_errors_pass_through(harness, shared_replicas):
+def test_head_and_client_errors_pass_through(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             activator.set_endpoints("iris-00001", [r1.endpoint])
             async with client.head(f"{url}/fn/iris/echo") as response:
                 assert response.status == 200 and await response.read() == b""
@@ -507,25 +521,25 @@ def test_head_and_client_errors_pass_through(harness, shared_replicas):
             async with client.put(f"{url}/fn/iris/echo", data=b"q" * 200_000) as response:
                 assert (await response.json())["body_bytes"] == 200_000
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_connection_errors_are_not_retried_after_the_body_was_sent(harness, replica_pool):
+def test_connection_errors_are_not_retried_after_the_body_was_sent(replica_pool):
     """A streamed body that reached the replica cannot be replayed: its failure is a 502."""
     (victim,) = replica_pool.start("victim")
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             activator.set_endpoints("iris-00001", [victim.endpoint])
 
             async def body():
                 yield b"x" * 200_000
-                await harness.wait_for(lambda: victim.process.poll() is not None, what="replica killed")
+                await wait_for(lambda: victim.process.poll() is not None, what="replica killed")
                 yield b"y" * 200_000
 
             upload = asyncio.create_task(client.post(f"{url}/fn/iris/upload", data=body()))
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 1)
+            await wait_for(lambda: activator.in_flight("iris-00001") == 1)
             victim.process.kill()
             try:
                 response = await upload
@@ -535,15 +549,15 @@ def test_connection_errors_are_not_retried_after_the_body_was_sent(harness, repl
             except aiohttp.ClientError:
                 pass  # the activator may also have closed the connection mid-upload
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_replica_dying_mid_response_aborts_only_that_response(harness, replica_pool):
+def test_replica_dying_mid_response_aborts_only_that_response(replica_pool):
     (victim,) = replica_pool.start("midway")
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             activator.set_endpoints("iris-00001", [victim.endpoint])
             async with client.get(f"{url}/fn/iris/download?bytes={8 * MB}&id=midway") as response:
                 assert response.status == 200
@@ -552,27 +566,27 @@ def test_replica_dying_mid_response_aborts_only_that_response(harness, replica_p
                 # the client must see a broken response, never a short one passed off as complete
                 with pytest.raises(aiohttp.ClientPayloadError):
                     await response.content.read()
-            await harness.wait_for(lambda: activator.in_flight("iris-00001") == 0, what="request ended")
+            await wait_for(lambda: activator.in_flight("iris-00001") == 0, what="request ended")
             metrics = generate_latest(activator.metrics_registry).decode()
             assert 'code="200",revision="iris-00001"} 1.0' in metrics
 
-    harness.run(scenario())
+    run(scenario())
 
 
-def test_collect_stats_counts_waiting_requests_on_the_injected_clock(harness, shared_replicas):
+def test_collect_stats_counts_waiting_requests_on_the_injected_clock(shared_replicas):
     r1, _ = shared_replicas
     now = [100.0]
 
     async def scenario():
-        resolver = iris_routes(harness)
-        async with harness.running_activator(resolver, clock=lambda: now[0]) as (activator, url), \
-                harness.client_session() as client:
+        resolver = iris_routes()
+        async with running_activator(resolver, clock=lambda: now[0]) as (activator, url), \
+                client_session() as client:
             async def call():
                 async with client.get(f"{url}/fn/iris/echo") as response:
                     return response.status
 
             waiting = [asyncio.create_task(call()) for _ in range(3)]
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 3)
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 3)
             now[0] = 102.0
             # three requests held for the 2 s since the revision was first seen: demand at zero replicas
             assert activator.collect_stats(102.0) == {"iris-00001": RevisionStats(3.0, 3)}
@@ -580,4 +594,4 @@ def test_collect_stats_counts_waiting_requests_on_the_injected_clock(harness, sh
             assert await asyncio.gather(*waiting) == [200, 200, 200]  # they leave at t=102
             assert activator.collect_stats(104.0) == {"iris-00001": RevisionStats(0.0, 0)}
 
-    harness.run(scenario())
+    run(scenario())

@@ -8,19 +8,7 @@ import math
 import pytest
 
 from activator.breaker import Breaker, PendingFailed, QueueFull
-
-
-def run(coroutine):
-    async def bounded():
-        async with asyncio.timeout(10):
-            return await coroutine
-    return asyncio.run(bounded())
-
-
-async def settle() -> None:
-    """Let every ready task run until none is runnable (each waiter enqueues in one step)."""
-    for _ in range(5):
-        await asyncio.sleep(0)
+from tests.activator.harness import run, settle
 
 
 def test_acquires_immediately_below_capacity_and_waits_at_capacity():

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from activator import RevisionSettings
+from tests.activator.harness import StaticResolver, client_session, run, running_activator, wait_for
 
 IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris"
 
 pytestmark = pytest.mark.skipif(not (IRIS / "function.yaml").is_file(), reason="examples/iris is not there")
 
 
-def test_cold_v2_and_v1_inference_through_the_activator(harness, replica_pool):
+def test_cold_v2_and_v1_inference_through_the_activator(replica_pool):
     sample = json.loads((IRIS / "sample.json").read_text())
     (replica,) = replica_pool.start(
         "iris-a", command=[sys.executable, "-m", "functions.server", str(IRIS), "--revision", "iris-00001"],
@@ -24,15 +25,16 @@ def test_cold_v2_and_v1_inference_through_the_activator(harness, replica_pool):
     )
 
     async def scenario():
-        resolver = harness.StaticResolver(routes={"iris": {None: "iris-00001"}},
+        resolver = StaticResolver(routes={"iris": {None: "iris-00001"}},
                                           settings={"iris-00001": RevisionSettings(container_concurrency=0)})
-        async with harness.running_activator(resolver) as (activator, url), harness.client_session() as client:
+        async with running_activator(resolver) as (activator, url), client_session() as client:
             async def infer(index: int):
                 async with client.post(f"{url}/fn/iris/v2/models/iris/infer", json=sample) as response:
-                    return response.status, response.headers.getall("zeroserve-revision"), await response.json()
+                    revisions = response.headers.getall("zeroserve-revision")
+                    return response.status, revisions, await response.json()
 
             waiting = [asyncio.create_task(infer(i)) for i in range(20)]
-            await harness.wait_for(lambda: activator.queue_depth("iris-00001") == 20)
+            await wait_for(lambda: activator.queue_depth("iris-00001") == 20)
             activator.set_endpoints("iris-00001", [replica.endpoint])
             for status, revisions, body in await asyncio.gather(*waiting):
                 assert status == 200, body
@@ -49,4 +51,4 @@ def test_cold_v2_and_v1_inference_through_the_activator(harness, replica_pool):
             async with client.post(f"{url}/fn/iris/v2/models/iris/infer", data=b"{not json") as response:
                 assert response.status == 400 and "error" in await response.json()  # the runtime's 4xx passes
 
-    harness.run(scenario())
+    run(scenario())

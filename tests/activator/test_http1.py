@@ -12,15 +12,10 @@ import pytest
 
 from activator import http1
 from activator.http1 import ReplicaClient, ReplicaUnreachable, UpstreamError
+from tests.activator.harness import run
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-
-def run(coroutine):
-    async def bounded():
-        async with asyncio.timeout(20):
-            return await coroutine
-    return asyncio.run(bounded())
 
 
 class Scripted:
@@ -101,16 +96,19 @@ def test_keep_alive_reuses_one_connection_and_sends_the_request_as_given():
 
 
 @pytest.mark.parametrize(("reply", "body", "reused"), [
-    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", b"abcde", True),
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+     b"abcde", True),
     (b"HTTP/1.1 204 No Content\r\n\r\n", b"", True),
     (b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n", b"", True),
-    (b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nz", b"z", True),
+    (b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nz",
+     b"z", True),
     (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\nz", b"z", False),
     (b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\nz", b"z", False),
 ])
 def test_response_framings(reply, body, reused):
     async def scenario():
-        async with scripted(keep_alive([reply, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"])) as (server, path):
+        empty = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        async with scripted(keep_alive([reply, empty])) as (server, path):
             client = ReplicaClient(path)
             response = await client.request(b"GET", b"/", HOST, None)
             assert response.status in (200, 204, 304)

@@ -10,18 +10,7 @@ import pytest
 from activator.breaker import PendingFailed, QueueFull
 from activator.contracts import ReplicaEndpoint, RevisionSettings
 from activator.throttler import RevisionThrottler
-
-
-def run(coroutine):
-    async def bounded():
-        async with asyncio.timeout(10):
-            return await coroutine
-    return asyncio.run(bounded())
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+from tests.activator.harness import run, settle
 
 
 def endpoints(*ids: str) -> list[ReplicaEndpoint]:
@@ -30,7 +19,8 @@ def endpoints(*ids: str) -> list[ReplicaEndpoint]:
 
 def throttler(concurrency: int = 1, queue_limit: int = 100) -> tuple[RevisionThrottler, list[str]]:
     closed: list[str] = []
-    settings = RevisionSettings(container_concurrency=concurrency, timeout_seconds=10, queue_limit=queue_limit)
+    settings = RevisionSettings(container_concurrency=concurrency, timeout_seconds=10,
+                                queue_limit=queue_limit)
     made = RevisionThrottler("iris-00001", settings, make_client=lambda e: f"client-{e.replica_id}",
                              close_client=closed.append)
     return made, closed
