@@ -10,6 +10,7 @@ All methods run on the event loop that serves requests; call them from that loop
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import random
@@ -160,6 +161,11 @@ class Activator:
         except LookupError:
             await send_error(send, 404, f"revision '{revision}' of function '{function}' not found")
             return
+        if state.settings.token is not None and not _authorized(scope, state.settings.token):
+            await send_error(send, 401, f"function '{function}' requires 'Authorization: Bearer <token>' "
+                             "(its function.yaml says auth: token)",
+                             [(b"www-authenticate", b'Bearer realm="zeroserve"')])
+            return
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         state.meter.arrive(self._clock())
@@ -178,7 +184,7 @@ class Activator:
         has_body, length = request_content_length(scope)
         body = RequestBody(receive, length) if has_body else None
         target = replica_target(raw_path, scope.get("query_string", b""))
-        headers = request_headers(scope, prefix)
+        headers = request_headers(scope, prefix, drop_authorization=settings.token is not None)
         retry = False
         while True:
             if self._closed:
@@ -268,6 +274,15 @@ class Activator:
 
 def _client_for(endpoint: ReplicaEndpoint) -> ReplicaClient:
     return ReplicaClient(endpoint.socket_path)
+
+
+def _authorized(scope: dict, token: str) -> bool:
+    expected = b"bearer " + token.encode()
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            # Constant-time, so response timing does not reveal how much of a guess was right.
+            return hmac.compare_digest(value[:7].lower() + value[7:], expected)
+    return False
 
 
 async def send_error(send: Callable, status: int, message: str,

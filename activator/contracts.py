@@ -6,7 +6,7 @@ The activator knows nothing about the registry or the supervisor: routes come in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # Knative's activator holds at most this many requests per revision (breakerQueueDepth).
@@ -20,6 +20,8 @@ class RevisionSettings:
     container_concurrency: int = 0  # requests one replica takes at once; 0 = unlimited
     timeout_seconds: float = 300.0  # from arrival until the replica starts answering
     queue_limit: int = DEFAULT_QUEUE_LIMIT  # requests allowed to wait for a free replica
+    # `auth: token` functions: the bearer token a request must carry (None: a public function URL).
+    token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.container_concurrency < 0:

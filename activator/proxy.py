@@ -85,12 +85,16 @@ class RequestBody:
                 return
 
 
-def request_headers(scope: dict, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus hop-by-hop ones, plus x-forwarded-* describing the original request."""
+def request_headers(scope: dict, prefix: bytes, *, drop_authorization: bool = False) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus hop-by-hop ones, plus x-forwarded-* describing the original request.
+
+    With `drop_authorization` the platform token a protected function was called with stays here:
+    user code never sees it.
+    """
     headers: list[tuple[bytes, bytes]] = []
     host = b""
     forwarded_for = b""
-    dropped: set[bytes] = set()
+    dropped: set[bytes] = {b"authorization"} if drop_authorization else set()
     for name, value in scope["headers"]:
         if name == b"connection":
             dropped.update(token.strip().lower() for token in value.split(b","))

@@ -75,13 +75,15 @@ class _Resolver:
 
 class LocalDataPlane:
     def __init__(self, registry: Registry, store: ArtifactStore, route_table: RouteTable, run_dir: Path, *,
-                 domain: str = "localhost", queue_limit: int = 10_000, clock=time.monotonic):
+                 domain: str = "localhost", queue_limit: int = 10_000, token: str | None = None,
+                 clock=time.monotonic):
         self.registry = registry
         self.store = store
         self.route_table = route_table
         self._clock = clock
         self.run_dir = Path(run_dir)
         self.queue_limit = queue_limit
+        self._token = token  # what `auth: token` functions require from callers
         self._revisions: dict[str, _RevisionState] = {}
         self.activator = Activator(_Resolver(self), domain=domain, on_cold_request=self._on_cold_request,
                                    clock=clock)
@@ -129,7 +131,8 @@ class LocalDataPlane:
             manifest = record.function_manifest
             settings = RevisionSettings(container_concurrency=manifest.concurrency,
                                         timeout_seconds=float(manifest.timeout_seconds),
-                                        queue_limit=self.queue_limit)
+                                        queue_limit=self.queue_limit,
+                                        token=self._token if manifest.auth == "token" else None)
             state = _RevisionState(name, manifest, settings)
             self._revisions[name] = state
         return state

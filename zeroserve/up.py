@@ -127,7 +127,7 @@ def attach_data_plane(platform: Platform) -> LocalDataPlane:
     """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
     settings = platform.settings
     plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
-                           domain=settings.domain, queue_limit=settings.queue_limit)
+                           domain=settings.domain, queue_limit=settings.queue_limit, token=platform.token)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
     fallback = MetricsEndpoint(platform.platform_app, plane.activator.metrics_registry)

@@ -135,3 +135,21 @@ def test_stop_leaves_no_processes(start_platform, tmp_path: Path):
     assert platform.proc is not None and platform.proc.returncode is not None
     wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "every child gone")
     assert not list((platform.data_dir / "run").rglob("*.sock"))
+
+
+def test_auth_token_functions_need_the_platform_token(start_platform, tmp_path: Path):
+    platform = start_platform()
+    platform.deploy(function_dir(tmp_path, "private", auth="token", scaling={**FAST_SCALING}))
+    platform.deploy(function_dir(tmp_path, "public", scaling={**FAST_SCALING}))
+    url = platform.fn_url("private", "v2/models/private/infer")
+    missing = httpx.post(url, json=IRIS_BODY, timeout=60)
+    wrong = httpx.post(url, json=IRIS_BODY, timeout=60, headers={"Authorization": "Bearer not-the-token"})
+    for refused in (missing, wrong):
+        assert refused.status_code == 401
+        assert "private" in refused.json()["error"] and "auth: token" in refused.json()["error"]
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert platform.revision_status("private")["ready"] == 0  # refused requests wake nothing
+    good = httpx.post(url, json=IRIS_BODY, timeout=60, headers={"Authorization": f"Bearer {platform.token}"})
+    assert good.status_code == 200, good.text
+    public = httpx.post(platform.fn_url("public", "v2/models/public/infer"), json=IRIS_BODY, timeout=60)
+    assert public.status_code == 200
