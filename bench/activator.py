@@ -28,6 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_model  # noqa: E402
+
 IRIS = ROOT / "examples" / "iris"
 TINY_REPLICA = ROOT / "tests" / "activator" / "replica_app.py"
 REVISION = "iris-00001"
@@ -179,14 +183,7 @@ def connectable(family: int, address: object) -> bool:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
     return (f"{model}, {os.cpu_count()} cores, load average {load[0]:.2f} at start, "
             f"Python {platform.python_version()}")

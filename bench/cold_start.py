@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_model  # noqa: E402
 from deploy.local import ReplicaEndpoint, Supervisor  # noqa: E402
 from protocol.manifest import load_manifest  # noqa: E402
 
@@ -41,14 +42,7 @@ TARGET_P99_MS = 150.0
 
 
 def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     import onnxruntime
 
     return {"cpu": model, "cores": os.cpu_count(), "loadavg": os.getloadavg(),

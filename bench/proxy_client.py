@@ -31,6 +31,9 @@ import aiohttp
 import httpx
 import uvloop
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import cpu_model  # noqa: E402
+
 REQUEST = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                   "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
 REPLY = json.dumps({"model_name": "iris", "outputs": [{"name": "probabilities", "datatype": "FP32",
@@ -62,14 +65,7 @@ def serve_upstream(socket_path: str) -> None:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
