@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.control.harness import REPO, PlatformProcess
+from tests.revisions.conftest import moto_endpoint  # noqa: F401  (a fixture: moto's S3 on 127.0.0.1)
 
 # Scale within seconds: Knative's rules, Knative's shortest stable window.
 FAST_SCALING = {"window": "6s", "scale_to_zero_grace_period": "1s", "initial_scale": 0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 
 from tests.control.harness import change_model, function_dir
 from tests.platform.conftest import FAST_SCALING, Load, burst, infer_body, pid_alive, sleepy_function, wait_for
+from tests.revisions.conftest import FAKE_CREDENTIALS, REGION, s3_client
 
 IRIS_BODY = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 
@@ -153,3 +155,35 @@ def test_auth_token_functions_need_the_platform_token(start_platform, tmp_path: 
     assert good.status_code == 200, good.text
     public = httpx.post(platform.fn_url("public", "v2/models/public/infer"), json=IRIS_BODY, timeout=60)
     assert public.status_code == 200
+
+
+def test_s3_artifacts_end_to_end(start_platform, tmp_path: Path, moto_endpoint: str):
+    """`--artifacts s3://...` against moto's server: build, store, materialize for the replica, serve."""
+    bucket = f"zs-platform-{uuid.uuid4().hex[:10]}"
+    s3_client(moto_endpoint).create_bucket(Bucket=bucket)
+    platform = start_platform(ZEROSERVE_ARTIFACTS=f"s3://{bucket}/functions", ZEROSERVE_S3_ENDPOINT_URL=moto_endpoint,
+                              AWS_ACCESS_KEY_ID=FAKE_CREDENTIALS["aws_access_key_id"],
+                              AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIALS["aws_secret_access_key"],
+                              AWS_DEFAULT_REGION=REGION)
+    result = platform.deploy(function_dir(tmp_path, "clouded", scaling={**FAST_SCALING}))
+    keys = [o["Key"] for o in s3_client(moto_endpoint).list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert any(result["digest"].split(":", 1)[1] in key and key.endswith("model.onnx") for key in keys), keys
+    assert not (platform.data_dir / "artifacts").exists()  # nothing went to the local store
+    response = httpx.post(platform.fn_url("clouded", "v2/models/clouded/infer"), json=IRIS_BODY, timeout=60)
+    assert response.status_code == 200, response.text
+
+
+def test_ctrl_c_lets_in_flight_requests_finish(start_platform, tmp_path: Path):
+    platform = start_platform()
+    platform.deploy(sleepy_function(tmp_path, "patient", scaling={"initial_scale": 1}))
+    wait_for(lambda: platform.revision_status("patient")["ready"] == 1, 30, "a ready replica")
+    pids = platform.replica_pids()
+    with Load(platform.fn_url("patient", "v2/models/patient/infer"), infer_body(1500), clients=3) as slow:
+        wait_for(lambda: platform.revision_status("patient")["in_flight"] == 3, 10, "requests in flight")
+        assert platform.proc is not None
+        platform.proc.send_signal(signal.SIGINT)
+        platform.proc.wait(timeout=30)
+    outcomes = Counter(code if code else detail for _, code, detail in slow.results)
+    # The three requests in flight at SIGINT are answered; what the clients send afterwards is refused.
+    assert outcomes[200] >= 3 and set(outcomes) <= {200, "ConnectError"}, outcomes
+    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "every child gone")
