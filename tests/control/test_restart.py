@@ -6,22 +6,12 @@ import os
 import signal
 import sqlite3
 import threading
-import time
 
 import httpx
 
 from tests.control.harness import change_model, function_dir, run_cli, slow_function_dir
+from tests.polling import wait_for
 from zeroserve.client import ApiError
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_kill_9_mid_deploy_then_restart_keeps_everything(start_platform, tmp_path):
@@ -49,8 +39,9 @@ def test_kill_9_mid_deploy_then_restart_keeps_everything(start_platform, tmp_pat
         watcher = threading.Thread(target=deploy_v2)
         watcher.start()
         # The build log stream says the smoke step has begun; the handler's pid file says load() is waiting.
-        wait_for(lambda: any(line.startswith("[2/5] files ok") for line in lines), 60, "the build to reach smoke")
-        wait_for(pid_file.exists, 60, "the smoke child to block in load()")
+        wait_for(lambda: any(line.startswith("[2/5] files ok") for line in lines), "the build to reach smoke",
+                 timeout=60)
+        wait_for(pid_file.exists, "the smoke child to block in load()", timeout=60)
         first.kill9()
         watcher.join(timeout=30)
         assert outcome and outcome[0].status == 0  # the client saw the connection drop, not a result
@@ -108,7 +99,7 @@ def test_rollout_continues_after_a_restart_and_unauthorised_calls_change_nothing
             info = client.traffic("iris")
             return info if info["rollout"] is None else None
 
-        done = wait_for(finished, 30, "the rollout to complete after the restart")
+        done = wait_for(finished, "the rollout to complete after the restart", timeout=30)
         assert [(t["revision"], t["percent"]) for t in done["traffic"]["targets"]] == [("iris-00002", 100)]
         kinds = [e["kind"] for e in client.events("iris")]
         assert kinds.index("rollout-start") < kinds.index("rollout-done")

@@ -39,17 +39,6 @@ def git(cwd: Path, *args: str, check: bool = True,
     return result
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> object:
-    """Poll `condition` until it is truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
-
 
 def remote_url(platform: PlatformProcess, function: str, token: str | None = "platform") -> str:
     """http://x:TOKEN@127.0.0.1:PORT/git/<fn>.git; token=None: no credentials."""

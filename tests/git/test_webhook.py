@@ -12,7 +12,8 @@ import pytest
 
 from deploy.git.webhook import signature_for
 from tests.control.harness import function_dir
-from tests.git.gitrepo import WorkRepo, wait_for
+from tests.git.gitrepo import WorkRepo
+from tests.polling import wait_for
 
 SECRET = "a-webhook-secret-for-tests"
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from tests.control.harness import REPO, PlatformProcess
 from tests.loadtests.conftest import cli_env, loadtest_command, sleepy_function
+from tests.polling import wait_for
 
 WAIT = 30.0
 StartLoadtest = Callable[..., subprocess.Popen[bytes]]
@@ -41,15 +41,6 @@ def processes_mentioning(text: str) -> list[int]:
             found.append(int(entry.name))
     return found
 
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 @pytest.fixture

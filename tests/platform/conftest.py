@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.control.harness import REPO, PlatformProcess
+from tests.polling import wait_for
 from tests.revisions.conftest import moto_endpoint  # noqa: F401  (a fixture: moto's S3 on 127.0.0.1)
 
 # Scale within seconds: Knative's rules, Knative's shortest stable window.
@@ -99,16 +100,6 @@ class Platform(PlatformProcess):
                 todo.append(child)
         return found
 
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def pid_alive(pid: int) -> bool:

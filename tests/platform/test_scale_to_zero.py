@@ -30,7 +30,7 @@ def test_cold_start_burst_scale_up_and_back_to_zero(start_platform, tmp_path: Pa
     assert first.headers["zeroserve-revision"] == "sleepy-00001"
 
     # Back to zero when idle: stable window (6 s) + grace (1 s) + ticks.
-    wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, 30, "scale to zero after idling")
+    wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, "scale to zero after idling", timeout=30)
 
     # 200 concurrent requests to a function at zero all succeed.
     responses = burst(platform.fn_url("sleepy", "v2/models/sleepy/infer"), [infer_body(20)] * 200)
@@ -38,7 +38,7 @@ def test_cold_start_burst_scale_up_and_back_to_zero(start_platform, tmp_path: Pa
 
     # Sustained load over a low target scales above one replica (panic on the way up).
     with Load(platform.fn_url("sleepy", "v2/models/sleepy/infer"), infer_body(50), clients=8) as load:
-        wait_for(lambda: platform.revision_status("sleepy")["ready"] >= 2, 30, "more than one replica")
+        wait_for(lambda: platform.revision_status("sleepy")["ready"] >= 2, "more than one replica", timeout=30)
         peak = platform.revision_status("sleepy")
         # Long requests in flight while the load stops and replicas are drained and stopped.
         with Load(platform.fn_url("sleepy", "v2/models/sleepy/infer"), infer_body(1500), clients=2) as slow:
@@ -46,7 +46,7 @@ def test_cold_start_burst_scale_up_and_back_to_zero(start_platform, tmp_path: Pa
     assert peak["desired"] >= 2
     statuses = Counter(code for _, code, _ in load.results + slow.results)
     assert set(statuses) == {200}, statuses  # nothing lost while scaling up or down
-    wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, 40, "scale back to zero")
+    wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, "scale back to zero", timeout=40)
     last = platform.revision_status("sleepy")["last_decision"]
     assert last["applied"] == 0 and last["reason"]
 
@@ -80,19 +80,19 @@ def test_sigkill_of_a_replica_under_load(start_platform, tmp_path: Path):
     fn = sleepy_function(tmp_path, "sturdy", concurrency=2,
                          scaling={**FAST_SCALING, "min_scale": 2, "initial_scale": 2, "max_scale": 2})
     platform.deploy(fn)
-    wait_for(lambda: platform.revision_status("sturdy")["ready"] == 2, 30, "two ready replicas")
+    wait_for(lambda: platform.revision_status("sturdy")["ready"] == 2, "two ready replicas", timeout=30)
     before = {r["pid"] for r in platform.revision_status("sturdy")["replicas"]}
     victim = sorted(before)[0]
     url = platform.fn_url("sturdy", "v2/models/sturdy/infer")
     with Load(url, infer_body(20), clients=4) as load:
-        wait_for(lambda: len(load.results) >= 20, 30, "load running")
+        wait_for(lambda: len(load.results) >= 20, "load running", timeout=30)
         os.kill(victim, signal.SIGKILL)
         killed_at = load.results[-1][0]
-        wait_for(lambda: not pid_alive(victim), 10, "victim gone")
+        wait_for(lambda: not pid_alive(victim), "victim gone", timeout=10)
         wait_for(lambda: (s := platform.revision_status("sturdy"))["ready"] == 2
-                 and victim not in {r["pid"] for r in s["replicas"]}, 30, "replacement replica ready")
+                 and victim not in {r["pid"] for r in s["replicas"]}, "replacement replica ready", timeout=30)
         count = len(load.results)
-        wait_for(lambda: len(load.results) >= count + 20, 30, "load continuing on the new replica set")
+        wait_for(lambda: len(load.results) >= count + 20, "load continuing on the new replica set", timeout=30)
     failures = [(t, code) for t, code, _ in load.results if code != 200]
     # Only requests on the killed replica may fail (at most its concurrency), and only with 502.
     assert len(failures) <= 2, failures
@@ -129,13 +129,13 @@ def test_queue_full_and_start_failure(start_platform, tmp_path: Path):
 def test_stop_leaves_no_processes(start_platform, tmp_path: Path):
     platform = start_platform()
     platform.deploy(function_dir(tmp_path, "tidy", scaling={"initial_scale": 2}))
-    wait_for(lambda: platform.revision_status("tidy")["ready"] == 2, 30, "two replicas")
+    wait_for(lambda: platform.revision_status("tidy")["ready"] == 2, "two replicas", timeout=30)
     pids = platform.replica_pids()
     sockets = list((platform.data_dir / "run").rglob("*.sock"))
     assert len(pids) >= 3 and sockets  # a zygote and two replicas, each replica on its socket
     platform.stop()
     assert platform.proc is not None and platform.proc.returncode is not None
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "every child gone")
+    wait_for(lambda: not any(pid_alive(p) for p in pids), "every child gone", timeout=10)
     assert not list((platform.data_dir / "run").rglob("*.sock"))
 
 
@@ -176,14 +176,14 @@ def test_s3_artifacts_end_to_end(start_platform, tmp_path: Path, moto_endpoint: 
 def test_ctrl_c_lets_in_flight_requests_finish(start_platform, tmp_path: Path):
     platform = start_platform()
     platform.deploy(sleepy_function(tmp_path, "patient", scaling={"initial_scale": 1}))
-    wait_for(lambda: platform.revision_status("patient")["ready"] == 1, 30, "a ready replica")
+    wait_for(lambda: platform.revision_status("patient")["ready"] == 1, "a ready replica", timeout=30)
     pids = platform.replica_pids()
     with Load(platform.fn_url("patient", "v2/models/patient/infer"), infer_body(1500), clients=3) as slow:
-        wait_for(lambda: platform.revision_status("patient")["in_flight"] == 3, 10, "requests in flight")
+        wait_for(lambda: platform.revision_status("patient")["in_flight"] == 3, "requests in flight", timeout=10)
         assert platform.proc is not None
         platform.proc.send_signal(signal.SIGINT)
         platform.proc.wait(timeout=30)
     outcomes = Counter(code if code else detail for _, code, detail in slow.results)
     # The three requests in flight at SIGINT are answered; what the clients send afterwards is refused.
     assert outcomes[200] >= 3 and set(outcomes) <= {200, "ConnectError"}, outcomes
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "every child gone")
+    wait_for(lambda: not any(pid_alive(p) for p in pids), "every child gone", timeout=10)
