@@ -17,7 +17,7 @@ import contextlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,7 @@ class _RevisionState:
     function_dir: Path | None = None  # set once materialized and registered with the supervisor
     autoscaler: RevisionAutoscaler | None = None
     prepared: asyncio.Future[None] | None = None
-    applied: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    logged_scale: int | None = None  # the scale last written to the log, so only changes are logged
 
 
 class _Resolver:
@@ -195,22 +194,17 @@ class LocalDataPlane:
                 # A new revision starts with initial_scale replicas, as Knative does; after a restart,
                 # revisions start at zero and wake on their first request.
                 self._autoscaler(state, initialized=False)
-                self._spawn(self._apply_when_prepared(state), f"prepare-{name}")
-            else:
-                self._spawn(self._prepare_quietly(state), f"prepare-{name}")
+            self._spawn(self._prepare_and_apply(state), f"prepare-{name}")
         for name, state in list(self._revisions.items()):
             if function_of(name) == function and state.autoscaler is not None:
                 state.autoscaler.set_reachable(name in routed)
 
-    async def _prepare_quietly(self, state: _RevisionState) -> None:
-        with contextlib.suppress(Exception):
+    async def _prepare_and_apply(self, state: _RevisionState) -> None:
+        """Materialize ahead of the first request; a revision with an autoscaler gets its scale now."""
+        with contextlib.suppress(Exception):  # _prepare logged it and failed the waiting requests
             await self._prepare(state)
-
-    async def _apply_when_prepared(self, state: _RevisionState) -> None:
-        with contextlib.suppress(Exception):
-            await self._prepare(state)
-            if state.autoscaler is not None:
-                await self._apply(state, state.autoscaler.applied)
+        if state.autoscaler is not None:
+            await self._apply(state, state.autoscaler.applied)
 
     def _on_cold_request(self, revision: str) -> None:
         """First request waiting at zero: scale to at least one now, not at the next tick."""
@@ -234,10 +228,7 @@ class LocalDataPlane:
         self.activator.fail_pending(revision, f"revision '{revision}' failed to start: {error}")
 
     async def _apply(self, state: _RevisionState, n: int) -> None:
-        if state.function_dir is None:
-            return
-        state.applied = n
-        if self.supervisor.status(state.name).desired != n:
+        if state.function_dir is not None and self.supervisor.status(state.name).desired != n:
             await self.supervisor.set_scale(state.name, n)
 
     # --- the autoscaler loop -------------------------------------------------------------------------
@@ -265,13 +256,11 @@ class LocalDataPlane:
             ready = self.supervisor.status(state.name).ready
             decision = state.autoscaler.tick(now, ready)
             self._remember(state, decision)
-            if decision.applied != state.applied or self.supervisor.status(state.name).desired != decision.applied:
-                await self._apply(state, decision.applied)
+            await self._apply(state, decision.applied)
 
     def _remember(self, state: _RevisionState, decision: ScaleDecision) -> None:
-        if not state.history or state.history[-1]["applied"] != decision.applied:
-            state.history.append({"at": decision.at, "applied": decision.applied, "reason": decision.reason})
-            del state.history[:-20]
+        if state.logged_scale != decision.applied:
+            state.logged_scale = decision.applied
             log.info("%s: scale %d (%s)", state.name, decision.applied, decision.reason)
 
     # --- status --------------------------------------------------------------------------------------
