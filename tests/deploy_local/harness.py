@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,18 @@ def make_supervisor(run_dir: Path, owner: Owner, *, app_factory: str = ECHO_FACT
     return Supervisor(run_dir, on_replicas_changed=owner.on_replicas_changed,
                       on_start_failed=owner.on_start_failed, drain=owner.drain, app_factory=app_factory,
                       backoff=backoff or Backoff(), **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running_supervisor(run_dir: Path, **options: Any) -> AsyncIterator[tuple[Supervisor, Owner]]:
+    """A started supervisor and the owner recording its callbacks; stopped however the test ends."""
+    owner = Owner()
+    supervisor = make_supervisor(run_dir, owner, **options)
+    await supervisor.start()
+    try:
+        yield supervisor, owner
+    finally:
+        await supervisor.stop()
 
 
 async def http(endpoint: ReplicaEndpoint | str, method: str, path: str,

@@ -18,11 +18,10 @@ from deploy.local.zygote import WARMUP_MODEL
 from protocol.manifest import load_manifest
 from tests.deploy_local.harness import (
     HERE,
-    Owner,
     alive,
     http,
-    make_supervisor,
     run,
+    running_supervisor,
     write_echo_function,
     zombie,
 )
@@ -77,10 +76,7 @@ def test_a_zygote_with_threads_falls_back_to_spawning_and_says_so(tmp_path: Path
     caplog.set_level(logging.WARNING, logger="zeroserve.supervisor")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner, app_factory="threaded_echo:create_app")
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir, app_factory="threaded_echo:create_app") as (sv, owner):
             sv.register_revision("echo-00001", fn, load_manifest(fn))
             await sv.set_scale("echo-00001", 1)
             (endpoint,) = await owner.wait_for(lambda: owner.endpoints("echo-00001"), "a spawned replica", 60)
@@ -92,8 +88,6 @@ def test_a_zygote_with_threads_falls_back_to_spawning_and_says_so(tmp_path: Path
             _, seen, _ = await http(endpoint, "GET", "/debug")
             assert seen["pid"] == info.pid and seen["ppid"] == os.getpid()
             assert not list((run_dir / "replicas").glob("spec-*.json"))  # the spec file is consumed
-        finally:
-            await sv.stop()
         assert not alive(info.pid)
 
     run(scenario(), timeout=90)
@@ -110,10 +104,7 @@ def test_examples_iris_on_the_real_runtime_serves_v2_and_a_corrupt_model_reports
     sample = json.loads((IRIS / "sample.json").read_text())
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner, app_factory="functions.app:create_app")
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir, app_factory="functions.app:create_app") as (sv, owner):
             sv.register_revision("iris-00001", IRIS, load_manifest(IRIS))
             sv.register_revision("broken-00001", broken, load_manifest(broken))
             await sv.set_scale("iris-00001", 1)
@@ -129,8 +120,6 @@ def test_examples_iris_on_the_real_runtime_serves_v2_and_a_corrupt_model_reports
             await owner.wait_for(lambda: owner.failures, "the broken model's start failure")
             _, revision, error = owner.failures[0]
             assert revision == "broken-00001" and "could not be loaded by ONNX Runtime" in error
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -139,10 +128,7 @@ def test_a_killed_zygote_takes_its_replicas_along_and_both_come_back(tmp_path: P
     fn = write_echo_function(tmp_path / "echo")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner)
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir) as (sv, owner):
             sv.register_revision("echo-00001", fn, load_manifest(fn))
             await sv.set_scale("echo-00001", 2)
             before = await owner.wait_for(lambda: len(owner.endpoints("echo-00001")) == 2
@@ -161,8 +147,6 @@ def test_a_killed_zygote_takes_its_replicas_along_and_both_come_back(tmp_path: P
             for endpoint in after:
                 assert (await http(endpoint, "GET", "/v2/health/ready"))[0] == 200
             assert sv.status("echo-00001").restarts == 2
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -172,10 +156,7 @@ def test_a_torch_revision_gets_its_own_fork_safe_zygote(run_dir: Path) -> None:
     sample = json.loads((torch_fn / "sample.json").read_text())
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner, app_factory="functions.app:create_app")
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir, app_factory="functions.app:create_app") as (sv, owner):
             sv.register_revision("torch-linear-00001", torch_fn, load_manifest(torch_fn))
             await sv.set_scale("torch-linear-00001", 1)
             (endpoint,) = await owner.wait_for(lambda: owner.endpoints("torch-linear-00001"),
@@ -187,7 +168,5 @@ def test_a_torch_revision_gets_its_own_fork_safe_zygote(run_dir: Path) -> None:
             assert sv.replicas("torch-linear-00001")[0].mode == "fork"
             status, body, _ = await http(endpoint, "POST", "/v2/models/torch-linear/infer", sample)
             assert status == 200 and body["outputs"][0]["shape"] == [2, 2]
-        finally:
-            await sv.stop()
 
     run(scenario(), timeout=90)

@@ -18,6 +18,7 @@ from tests.deploy_local.harness import (
     http,
     make_supervisor,
     run,
+    running_supervisor,
     write_echo_function,
 )
 
@@ -29,10 +30,7 @@ def test_scale_up_serves_over_uds_then_scale_down_drains_and_removes_everything(
     fn = write_echo_function(tmp_path / "echo")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner)
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir) as (sv, owner):
             sv.register_revision(REV, fn, load_manifest(fn))
             await sv.set_scale(REV, 1)
             assert sv.status(REV).desired == 1
@@ -75,8 +73,6 @@ def test_scale_up_serves_over_uds_then_scale_down_drains_and_removes_everything(
             counts = (status_now.desired, status_now.ready, status_now.starting, status_now.draining)
             assert counts == (0, 0, 0, 0)
             assert status_now.restarts == 0 and status_now.last_error is None
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -85,10 +81,7 @@ def test_sigkilled_replica_is_seen_at_once_and_replaced(tmp_path: Path, run_dir:
     fn = write_echo_function(tmp_path / "echo")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner)
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir) as (sv, owner):
             sv.register_revision(REV, fn, load_manifest(fn))
             await sv.set_scale(REV, 1)
             (victim,) = await owner.wait_for(lambda: owner.endpoints(REV), "a ready replica")
@@ -108,8 +101,6 @@ def test_sigkilled_replica_is_seen_at_once_and_replaced(tmp_path: Path, run_dir:
             await owner.wait_for(lambda: sv.status(REV).last_error, "crash recorded")
             assert "SIGKILL" in sv.status(REV).last_error and victim.replica_id in sv.status(REV).last_error
             assert not owner.failures  # a crash after ready is not a start failure
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -119,10 +110,7 @@ def test_corrupt_model_reports_the_load_error_and_backs_off(tmp_path: Path, run_
     rev = "broken-00001"
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner, backoff=Backoff(initial=0.2, factor=4.0, maximum=30.0))
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir, backoff=Backoff(initial=0.2, factor=4.0, maximum=30.0)) as (sv, owner):
             sv.register_revision(rev, fn, load_manifest(fn))
             await sv.set_scale(rev, 1)
             await owner.wait_for(lambda: len(owner.failures) >= 3, "three failed starts")
@@ -143,8 +131,6 @@ def test_corrupt_model_reports_the_load_error_and_backs_off(tmp_path: Path, run_
             await owner.wait_for(lambda: len(owner.failures) > before, "error re-reported", timeout=1.0)
             assert sv.status(rev).starting == 0  # told from memory: no start began (the next is 3.2 s out)
             assert owner.failures[-1][2] == error
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -155,10 +141,7 @@ def test_replica_that_exits_during_load_is_a_start_failure_with_its_exit_status(
                              extra_yaml="env:\n  ECHO_EXIT_ON_LOAD: '3'\n")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner, backoff=Backoff(initial=5.0))
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir, backoff=Backoff(initial=5.0)) as (sv, owner):
             sv.register_revision("crashy-00001", fn, load_manifest(fn))
             await sv.set_scale("crashy-00001", 2)
             await owner.wait_for(lambda: len(owner.failures) >= 2, "both starts failed")
@@ -167,8 +150,6 @@ def test_replica_that_exits_during_load_is_a_start_failure_with_its_exit_status(
             # Two replicas launched together failing count as one attempt: the first backoff step.
             assert sv.status("crashy-00001").starting == 0
             assert not sv.replicas("crashy-00001")
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -179,10 +160,7 @@ def test_replica_limits_and_env_are_applied_in_the_child(tmp_path: Path, run_dir
     tiny = write_echo_function(tmp_path / "tiny", name="tiny", extra_yaml="resources:\n  memory: 16Mi\n")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner, backoff=Backoff(initial=5.0))
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir, backoff=Backoff(initial=5.0)) as (sv, owner):
             sv.register_revision("limited-00001", limited, load_manifest(limited))
             sv.register_revision("tiny-00001", tiny, load_manifest(tiny))
             await sv.set_scale("limited-00001", 1)
@@ -199,8 +177,6 @@ def test_replica_limits_and_env_are_applied_in_the_child(tmp_path: Path, run_dir
             _, revision, error = owner.failures[0]
             assert revision == "tiny-00001"
             assert "resources.memory (16 MiB) is below the address space" in error
-        finally:
-            await sv.stop()
 
     run(scenario())
 
@@ -209,10 +185,7 @@ def test_scale_down_while_starting_calls_the_start_off(tmp_path: Path, run_dir: 
     fn = write_echo_function(tmp_path / "echo")
 
     async def scenario() -> None:
-        owner = Owner()
-        sv = make_supervisor(run_dir, owner)
-        await sv.start()
-        try:
+        async with running_supervisor(run_dir) as (sv, owner):
             sv.register_revision(REV, fn, load_manifest(fn))
             await sv.set_scale(REV, 2)
             assert sv.status(REV).starting == 2
@@ -225,8 +198,6 @@ def test_scale_down_while_starting_calls_the_start_off(tmp_path: Path, run_dir: 
             # And the revision still scales normally afterwards.
             await sv.set_scale(REV, 1)
             await owner.wait_for(lambda: owner.endpoints(REV), "a ready replica")
-        finally:
-            await sv.stop()
 
     run(scenario())
 
