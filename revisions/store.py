@@ -208,6 +208,25 @@ class ArtifactStore(ABC):
         """
 
     @abstractmethod
+    def _open_stored(self, digest: str, path: str) -> BinaryIO:
+        """One stored file of the artifact, for reading; ArtifactIntegrityError when it is missing."""
+
+    def _copy_verified(self, digest: str, files: Mapping[str, str], dest_dir: Path) -> Path:
+        """Copy every file through its sha256 check; `dest_dir` appears only once all of them passed."""
+        dest_dir = Path(dest_dir)
+        prepare_destination(dest_dir)
+        staging = staging_dir_beside(dest_dir)
+        try:
+            for path, sha in files.items():
+                with self._open_stored(digest, path) as source:
+                    copy_verified(source, staging / path, digest=digest, path=path, expected_sha=sha)
+            commit_destination(staging, dest_dir)
+        finally:
+            if staging.exists():
+                remove_tree(staging)
+        return dest_dir
+
+    @abstractmethod
     def exists(self, digest: str) -> bool: ...
 
     @abstractmethod
@@ -270,22 +289,13 @@ class LocalArtifactStore(ArtifactStore):
         if dest_dir is None:
             self._verify_in_place(digest, objects, files)
             return objects
-        dest_dir = Path(dest_dir)
-        prepare_destination(dest_dir)
-        staging = staging_dir_beside(dest_dir)
+        return self._copy_verified(digest, files, dest_dir)
+
+    def _open_stored(self, digest: str, path: str) -> BinaryIO:
         try:
-            for path, sha in files.items():
-                try:
-                    source = open(objects / path, "rb")
-                except FileNotFoundError:
-                    raise ArtifactIntegrityError(digest, path, "file is missing from the store") from None
-                with source:
-                    copy_verified(source, staging / path, digest=digest, path=path, expected_sha=sha)
-            commit_destination(staging, dest_dir)
-        finally:
-            if staging.exists():
-                remove_tree(staging)
-        return dest_dir
+            return open(self._objects / parse_digest(digest) / path, "rb")  # the caller closes it
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(digest, path, "file is missing from the store") from None
 
     def exists(self, digest: str) -> bool:
         return self._index_path(parse_digest(digest)).is_file()

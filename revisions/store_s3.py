@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import boto3
 from botocore.exceptions import ClientError
@@ -26,14 +26,9 @@ from revisions.store import (
     ArtifactNotFoundError,
     ArtifactStore,
     check_files,
-    commit_destination,
-    copy_verified,
     decode_index,
     encode_index,
     parse_digest,
-    prepare_destination,
-    remove_tree,
-    staging_dir_beside,
 )
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -106,26 +101,16 @@ class S3ArtifactStore(ArtifactStore):
     def materialize(self, digest: str, dest_dir: Path | None = None) -> Path:
         if dest_dir is None:
             raise ValueError("S3ArtifactStore.materialize needs a dest_dir to copy the artifact into")
-        files = self.files(digest)
-        hex_digest = parse_digest(digest)
-        dest_dir = Path(dest_dir)
-        prepare_destination(dest_dir)
-        staging = staging_dir_beside(dest_dir)
+        return self._copy_verified(digest, self.files(digest), Path(dest_dir))
+
+    def _open_stored(self, digest: str, path: str) -> BinaryIO:
         try:
-            for path, sha in files.items():
-                try:
-                    response = self._s3.get_object(Bucket=self.bucket, Key=self._object_key(hex_digest, path))
-                except ClientError as exc:
-                    if _is_not_found(exc):
-                        raise ArtifactIntegrityError(digest, path, "file is missing from the store") from None
-                    raise
-                with response["Body"] as body:
-                    copy_verified(body, staging / path, digest=digest, path=path, expected_sha=sha)
-            commit_destination(staging, dest_dir)
-        finally:
-            if staging.exists():
-                remove_tree(staging)
-        return dest_dir
+            response = self._s3.get_object(Bucket=self.bucket, Key=self._object_key(parse_digest(digest), path))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise ArtifactIntegrityError(digest, path, "file is missing from the store") from None
+            raise
+        return response["Body"]
 
     def exists(self, digest: str) -> bool:
         try:
