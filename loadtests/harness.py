@@ -39,7 +39,8 @@ SAMPLE_INTERVAL = 0.5
 USER_CLASSES = {"v2": "InferV2User", "v1": "PredictV1User"}
 # Locust imports gevent and the locustfile before its first tick; a start slower than this is a fault.
 LOCUST_START_TIMEOUT = 60.0
-# Locust quits on its own when the shape ends; this backstop covers a locust that does not.
+# Locust quits on its own when the shape ends; this backstop (ours: locust's --run-time is ignored with a
+# shape, and passing it only makes locust warn the user) covers a locust that does not.
 LOCUST_EXIT_GRACE = 60.0
 STOP_TIMEOUT = 5.0
 
@@ -65,6 +66,12 @@ class LoadTestPlan:
     steps: int = 4
     period: float | None = None
     think_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Locust runs with the report folder as its cwd: a relative folder (the default
+        # ./loadtest-FN-TIMESTAMP) would be read from inside itself. Resolved once, here, every path
+        # derived from it is absolute for both processes.
+        object.__setattr__(self, "out_dir", Path(self.out_dir).resolve())
 
     def load_shape(self) -> LoadShape:
         return build_shape(self.shape, users=self.users, duration=self.duration, steps=self.steps,
@@ -236,7 +243,7 @@ def _progress(log: ProgressLog, sample: ScaleSample | None, load_stop: float | N
 
 
 def locust_command(plan: LoadTestPlan, request_file: Path, progress_file: Path) -> list[str]:
-    shape = plan.load_shape()
+    """Everything locust needs, as absolute paths; no --run-time/--users/--spawn-rate (the shape drives)."""
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "--host", plan.url.rstrip("/"), "--function", plan.function, "--request-file", str(request_file),
@@ -245,7 +252,6 @@ def locust_command(plan: LoadTestPlan, request_file: Path, progress_file: Path) 
         "--progress-file", str(progress_file),
         "--csv", str(plan.out_dir / "locust"), "--csv-full-history",
         "--html", str(plan.out_dir / "locust.html"),
-        "--run-time", f"{int(shape.duration + LOCUST_EXIT_GRACE)}s",
     ]
     if plan.period is not None:
         command += ["--shape-period", f"{plan.period:g}s"]
@@ -253,7 +259,9 @@ def locust_command(plan: LoadTestPlan, request_file: Path, progress_file: Path) 
 
 
 def _start_locust(plan: LoadTestPlan, request_file: Path, progress_file: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    # LOCUST_* and ZEROSERVE_LOADTEST_* variables would add options the plan did not ask for
+    # (LOCUST_RUN_TIME, ZEROSERVE_LOADTEST_PERIOD, ...): the run is what the command line says.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ZEROSERVE_LOADTEST_"))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     log = (plan.out_dir / "locust.log").open("wb")

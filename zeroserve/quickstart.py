@@ -16,7 +16,8 @@ from zeroserve.up import Platform, run_platform
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "iris"
 
 
-def run_quickstart(port: int = 8080, data_dir: str | None = None) -> None:
+def run_quickstart(port: int | None = None, data_dir: str | None = None) -> None:
+    """port/data_dir None: ZEROSERVE_PORT / ZEROSERVE_DATA, else 8080 and ./.zeroserve (as `zeroserve up`)."""
     settings = Settings.load(port=port, data_dir=data_dir)
 
     async def deploy_example(platform: Platform) -> None:

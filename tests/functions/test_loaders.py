@@ -3,6 +3,7 @@ torch imported only for torch functions, and load failures that name the file or
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -201,7 +202,8 @@ def test_torchscript_model_with_metadata_in_the_archive() -> None:
     scores = function.predict({"features": read_only})["scores"]
     module = torch.jit.load(str(EXAMPLES / "torch-linear" / "model.pt"))
     expected = module(torch.from_numpy(features)).detach().numpy()
-    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    # One TorchScript module, two calls: equal up to float32 rounding (thread splits may reorder sums).
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch 2.x deprecates scripting; we serve it
@@ -224,17 +226,59 @@ def test_torchscript_without_metadata_names_outputs_like_triton(tmp_path: Path) 
         function.predict({"a": np.array([1.0])})
 
 
+def _graph_signature(model: onnx.ModelProto) -> dict:
+    """What makes two models the same network: ops and their wiring, I/O names and shapes, parameters."""
+    def dims(value: onnx.ValueInfoProto) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    return {
+        "nodes": [(n.op_type, list(n.input), list(n.output)) for n in model.graph.node],
+        "inputs": [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.input],
+        "outputs": [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output],
+        "initializers": [(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer],
+        "opsets": [(o.domain, o.version) for o in model.opset_import],
+        "ir_version": model.ir_version,
+    }
+
+
 def test_iris_example_is_reproducible_from_its_script() -> None:
-    """make_model.py rebuilds the committed model from its fixed seed (same graph, same weights)."""
+    """make_model.py rebuilds the committed model from its fixed seed: the same graph, weights and answers.
+
+    Training is 2000 float32 gradient steps, whose rounding follows the machine's BLAS kernels and
+    summation order, so weights retrained on another CPU differ from the committed ones in the last
+    digits (about 1e-5). The checks are ones such differences cannot break: an identical graph, weights
+    within 1e-3, probabilities within 1e-3 and the same predicted class wherever the committed model is
+    not at a near-tie.
+    """
     import importlib.util
+
+    import onnxruntime as ort
 
     spec = importlib.util.spec_from_file_location("_iris_make_model", EXAMPLES / "iris" / "make_model.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     rng = np.random.default_rng(script.SEED)
-    rebuilt = script.build(script.train(*script.synthetic_iris(rng), rng))
+    features, labels = script.synthetic_iris(rng)
+    rebuilt = script.build(script.train(features, labels, rng))
     committed = onnx.load(str(EXAMPLES / "iris" / "model.onnx"))
-    assert [n.op_type for n in rebuilt.graph.node] == [n.op_type for n in committed.graph.node]
+
+    assert _graph_signature(rebuilt) == _graph_signature(committed)
     for ours, theirs in zip(rebuilt.graph.initializer, committed.graph.initializer, strict=True):
-        np.testing.assert_allclose(onnx.numpy_helper.to_array(ours), onnx.numpy_helper.to_array(theirs), atol=1e-5)
+        np.testing.assert_allclose(onnx.numpy_helper.to_array(ours), onnx.numpy_helper.to_array(theirs),
+                                   rtol=1e-3, atol=1e-3, err_msg=ours.name)
+
+    def probabilities(model: onnx.ModelProto, rows: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"input": rows})[0]
+
+    sample = json.loads((EXAMPLES / "iris" / "sample.json").read_text())["inputs"][0]
+    sample_rows = np.array(sample["data"], dtype=np.float32).reshape(sample["shape"])
+    rows = np.concatenate([sample_rows, features])
+    ours, theirs = probabilities(rebuilt, rows), probabilities(committed, rows)
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    assert ours[:len(sample_rows)].argmax(axis=1).tolist() == theirs[:len(sample_rows)].argmax(axis=1).tolist()
+    top_two = np.sort(theirs, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 1e-2  # a near-tie may go either way on another CPU
+    assert clear.mean() > 0.9, "the committed model should be decisive on most of its training data"
+    assert np.array_equal(ours[clear].argmax(axis=1), theirs[clear].argmax(axis=1))

@@ -134,10 +134,14 @@ def test_v1_instances_predictions_equal_the_v2_result(iris, iris_server) -> None
     status, headers, payload = _raw_post(iris_server.host_port, "/v1/models/iris:predict", body, {})
     assert status == 200 and headers["zeroserve-revision"] == "iris-00001"
     predictions = np.array(json.loads(payload)["predictions"], dtype=np.float32)
-    assert np.array_equal(predictions, v2.as_numpy("probabilities"))
+    # The same rows through the same session: equal but for float32 rounding (kernels may vary with the
+    # batch a request lands in), and the same class for every row.
+    np.testing.assert_allclose(predictions, v2.as_numpy("probabilities"), rtol=1e-5, atol=1e-7)
+    assert predictions.argmax(axis=1).tolist() == v2.as_numpy("probabilities").argmax(axis=1).tolist()
     status, _, payload = _raw_post(iris_server.host_port, "/v1/models/iris:predict",
                                    json.dumps({"inputs": ROWS.tolist()}).encode(), {})
-    assert status == 200 and np.array_equal(np.array(json.loads(payload)["outputs"], np.float32), predictions)
+    assert status == 200
+    np.testing.assert_allclose(np.array(json.loads(payload)["outputs"], np.float32), predictions, rtol=1e-5, atol=1e-7)
 
 
 def test_v1_and_probe_routes(iris_server) -> None:

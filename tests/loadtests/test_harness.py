@@ -72,6 +72,20 @@ def test_the_locust_command_carries_the_plan(tmp_path: Path) -> None:
     assert pairs["--host"] == "http://127.0.0.1:9/fn/iris" and pairs["--function"] == "iris"
     assert (pairs["--shape"], pairs["--shape-users"], pairs["--shape-duration"]) == ("sine", "7", "30s")
     assert pairs["--shape-period"] == "10s" and "--headless" in command
+    # The shape drives the run: options locust ignores with a shape (and warns about) are never passed.
+    assert not {"--run-time", "-t", "--users", "-u", "--spawn-rate", "-r"} & set(command)
+
+
+def test_a_relative_report_folder_is_resolved_before_locust_runs_inside_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    plan = LoadTestPlan(function="iris", url="http://127.0.0.1:9/fn/iris/", shape="spike", users=1,
+                        duration=5.0, request={}, out_dir=Path("loadtest-iris-1"), cooldown=0.0)
+    assert plan.out_dir == tmp_path.resolve() / "loadtest-iris-1"
+    command = locust_command(plan, plan.out_dir / "request.json", plan.out_dir / "progress.jsonl")
+    pairs = dict(zip(command, command[1:], strict=False))
+    for option in ("-f", "--request-file", "--progress-file", "--csv", "--html"):
+        assert Path(pairs[option]).is_absolute(), (option, pairs[option])
 
 
 def test_auto_cooldown_covers_window_grace_and_delay_of_the_slowest_revision() -> None:

@@ -97,7 +97,8 @@ def test_sigkill_of_a_replica_under_load(start_platform, tmp_path: Path):
     # Only requests on the killed replica may fail (at most its concurrency), and only with 502.
     assert len(failures) <= 2, failures
     assert all(code == 502 for _, code in failures), failures
-    assert all(t - killed_at < 1.5 for t, _ in failures), "routing kept using the dead replica"
+    # ... and only right after the kill (the count above is the real bound; seconds allow a busy machine).
+    assert all(t - killed_at < 5.0 for t, _ in failures), "routing kept using the dead replica"
 
 
 def test_queue_full_and_start_failure(start_platform, tmp_path: Path):

@@ -103,7 +103,8 @@ def loadtest(
         target_url = url or info["path_url"]
         cooldown_seconds = _cooldown(client, function, info, cooldown, expectations)
         request = prepare_request(target_url, function, sample)
-        out_dir = out or Path(f"loadtest-{function}-{time.strftime('%Y%m%d-%H%M%S')}")
+        # Absolute before anything uses it: locust runs inside this folder.
+        out_dir = (out or Path(f"loadtest-{function}-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
         plan = LoadTestPlan(function=function, url=target_url, shape=shape, users=users,
                             duration=load_shape.duration, request=request, out_dir=out_dir,
                             cooldown=cooldown_seconds, protocol=protocol, steps=steps, period=period_seconds,
@@ -116,7 +117,7 @@ def loadtest(
                 wait_for_zero(lambda: sampler.status(function), cooldown_seconds, live.update)
             out_console.print(f"load test of {function} at {target_url}: {shape}, {users} users, "
                               f"{format_duration(load_shape.duration)} ({protocol.upper()}); "
-                              f"report in {plan.out_dir}/", markup=False)
+                              f"report in {shown_path(plan.out_dir)}/", markup=False)
             run = run_load_test(plan, lambda: sampler.status(function), live.update)
     checks = check_expectations(expectations, run.facts) if expectations is not None else []
     files = write_report(run, checks)
@@ -259,7 +260,7 @@ def print_summary(out: Console, run: LoadTestRun, files: ReportFiles) -> None:
                   else f"after {facts.panic_after:.1f}s, {facts.panic_seconds:.1f}s in panic mode")
     table.add_row("back to zero", "not within the run" if facts.back_to_zero_after is None
                   else f"{facts.back_to_zero_after:.1f}s after the load stopped")
-    table.add_row("report", f"{files.folder}/ (chart.png, timeline.csv, locust.html)")
+    table.add_row("report", f"{shown_path(files.folder)}/ (chart.png, timeline.csv, locust.html)")
     if run.status_errors:
         table.add_row("status errors",
                       f"{len(run.status_errors)} missed samples, last: {run.status_errors[-1]}")
@@ -272,6 +273,14 @@ def checks_table(checks: list[CheckResult]) -> Table:
         table.add_row(check.name, check.expected, check.observed,
                       "[bold green]PASS[/]" if check.passed else "[bold red]FAIL[/]")
     return table
+
+
+def shown_path(path: Path) -> str:
+    """A path as the user would type it: relative when it is under the working directory."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _ms(value: float | None) -> str:
