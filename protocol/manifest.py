@@ -3,6 +3,11 @@
 Every rule here mirrors Knative Serving's (config-autoscaler and the autoscaling annotations) so a
 manifest that is valid here is valid when the same function is deployed to Knative. A bad manifest
 yields one message per problem, each naming the key path and the rule it breaks.
+
+A manifest comes from whoever may deploy, so reading one is bounded: the file is at most
+MAX_MANIFEST_BYTES, YAML anchors and aliases are refused (an alias "bomb" expands a 1 KB file into
+billions of nodes), nesting is at most MAX_MANIFEST_DEPTH, and a message echoes at most
+MAX_ECHO characters of any value and lists at most MAX_PROBLEMS problems.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -25,36 +31,70 @@ _HANDLER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _MEMORY_FACTORS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
                    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_MODEL_SUFFIX_RUNTIME = {".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".ts": "torch"}
+_MODEL_SUFFIX_RUNTIME: dict[str, Literal["onnx", "torch"]] = {
+    ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".ts": "torch",
+}
 
 # Knative's bounds (serving/pkg/autoscaler/config and apis/autoscaling annotation validation).
 WINDOW_MIN, WINDOW_MAX = 6.0, 3600.0
 MAX_TIMEOUT_SECONDS = 3600
 MAX_CONCURRENCY = 1000
 
+MAX_MANIFEST_BYTES = 64 * 1024  # real manifests are under 2 KB; env values are the only long part
+MAX_MANIFEST_DEPTH = 32  # real manifests nest 3 deep; deeper is an attack on the parser's recursion
+MAX_ECHO = 80  # characters of a user's value quoted back in a message
+MAX_PROBLEMS = 20  # problems listed by one ManifestError; the rest are counted
+# Targets function.yaml may name but this version cannot deploy to yet (refused, never ignored).
+UNAVAILABLE_TARGETS = ("knative", "lambda")
+
+_ECHO_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_ECHO_REPR.maxlevel = 2
+_ECHO_REPR.maxtuple = _ECHO_REPR.maxlist = _ECHO_REPR.maxdict = _ECHO_REPR.maxset = 4
+_ECHO_REPR.maxstring = _ECHO_REPR.maxother = MAX_ECHO
+_ECHO_REPR.maxlong = 40
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """`text` cut to `limit` characters with an ellipsis: user input quoted in a message stays small."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def echo(value: object) -> str:
+    """A bounded repr of a user's value for a message (cheap even for a huge or deeply nested one)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        # str() refuses integers over 4300 digits, and a long one would not help the reader anyway.
+        return f"an integer of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits"
+    try:
+        return clip(_ECHO_REPR.repr(value))
+    except Exception:  # a repr that fails must not turn a manifest error into a crash
+        return f"<{type(value).__name__}>"
+
 
 def check_dns1035(value: str, what: str = "name") -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string")
     if len(value) > 63:
-        raise ValueError(f"{what} '{value}' is {len(value)} characters; a DNS-1035 label has at most 63")
+        raise ValueError(f"{what} '{clip(value)}' is {len(value)} characters; a DNS-1035 label has at most 63")
     if not DNS1035_LABEL.match(value):
         raise ValueError(
-            f"{what} '{value}' must be a DNS-1035 label: lower-case letters, digits and '-', "
+            f"{what} '{clip(value)}' must be a DNS-1035 label: lower-case letters, digits and '-', "
             "starting with a letter and ending with a letter or digit"
         )
     return value
 
 
 def _duration(value: object) -> float:
-    return parse_duration(value)
+    try:
+        return parse_duration(value)
+    except OverflowError:  # an integer of hundreds of digits: pydantic only turns ValueError into a problem
+        raise ValueError(f"{echo(value)} is too large for a duration") from None
 
 
 def check_relative_path(value: str, key: str) -> str:
     """Paths in a manifest stay inside the function directory: no absolute paths, no '..'."""
     path = PurePosixPath(value.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or not path.parts:
-        raise ValueError(f"{key} '{value}' must be a relative path inside the function directory")
+        raise ValueError(f"{key} '{clip(value)}' must be a relative path inside the function directory")
     return str(path)
 
 
@@ -225,15 +265,20 @@ class Resources(_Strict):
             return None
         text = str(v)
         if not _MEMORY.match(text):
-            raise ValueError(f"'{text}' is not a quantity: use forms like '512Mi' or '2Gi'")
+            raise ValueError(f"'{clip(text)}' is not a quantity: use forms like '512Mi' or '2Gi'")
         return text
 
     @property
     def memory_bytes(self) -> int | None:
         if self.memory is None:
             return None
-        number, unit = _MEMORY.match(self.memory).groups()  # type: ignore[union-attr]
+        quantity = _MEMORY.match(self.memory)
+        assert quantity is not None  # _memory accepted only quantities
+        number, unit = quantity.groups()
         return int(float(number) * _MEMORY_FACTORS[unit])
+
+
+Target = Literal["local", "knative", "lambda"]
 
 
 class FunctionManifest(_Strict):
@@ -251,7 +296,7 @@ class FunctionManifest(_Strict):
     auth: Literal["none", "token"] = "none"
     resources: Resources = Field(default_factory=Resources)
     env: dict[str, str] = Field(default_factory=dict)
-    targets: list[Literal["local", "knative", "lambda"]] = Field(default_factory=lambda: ["local"])
+    targets: list[Target] = Field(default_factory=lambda: list[Target](["local"]))
 
     @field_validator("name")
     @classmethod
@@ -267,7 +312,7 @@ class FunctionManifest(_Strict):
     @classmethod
     def _handler(cls, v: str | None) -> str | None:
         if v is not None and not _HANDLER.match(v):
-            raise ValueError(f"'{v}' must be 'module:attr' (e.g. 'handler:Model' for handler.py)")
+            raise ValueError(f"'{clip(v)}' must be 'module:attr' (e.g. 'handler:Model' for handler.py)")
         return v
 
     @field_validator("env", mode="before")
@@ -277,7 +322,7 @@ class FunctionManifest(_Strict):
             return v
         for key in v:
             if not isinstance(key, str) or not _ENV_NAME.match(key):
-                raise ValueError(f"'{key}' is not a valid environment variable name")
+                raise ValueError(f"{echo(key)} is not a valid environment variable name")
         # YAML turns `DEBUG: 1` into an int; the process environment only holds strings.
         return {k: ("" if val is None else str(val).lower() if isinstance(val, bool) else str(val))
                 for k, val in v.items()}
@@ -289,6 +334,11 @@ class FunctionManifest(_Strict):
             raise ValueError("must not repeat a target")
         if not v:
             raise ValueError("must name at least one target")
+        unavailable = [t for t in v if t in UNAVAILABLE_TARGETS]
+        if unavailable:
+            # Accepting them would deploy locally only while the author believes otherwise.
+            raise ValueError(f"{', '.join(unavailable)} {'is' if len(unavailable) == 1 else 'are'} not available "
+                             "yet in this version; only local")
         return v
 
     @model_validator(mode="after")
@@ -297,7 +347,7 @@ class FunctionManifest(_Strict):
             if self.handler is not None:
                 self.runtime = "python"
             elif self.model is not None and PurePosixPath(self.model).suffix in _MODEL_SUFFIX_RUNTIME:
-                self.runtime = _MODEL_SUFFIX_RUNTIME[PurePosixPath(self.model).suffix]  # type: ignore[assignment]
+                self.runtime = _MODEL_SUFFIX_RUNTIME[PurePosixPath(self.model).suffix]
         return self
 
     def normalised(self) -> dict[str, Any]:
@@ -312,6 +362,10 @@ class ManifestError(ValueError):
     """A manifest that breaks one or more rules; `problems` holds one 'key.path: rule' per problem."""
 
     def __init__(self, problems: list[str], source: str = MANIFEST_FILE):
+        self.count = len(problems)  # all of them, listed or not
+        if len(problems) > MAX_PROBLEMS:  # thousands of unknown keys would make a megabyte message
+            hidden = len(problems) - MAX_PROBLEMS
+            problems = [*problems[:MAX_PROBLEMS], f"(and {hidden} more problem{'s' if hidden > 1 else ''})"]
         self.problems = problems
         self.source = source
         super().__init__(f"{source}: " + "; ".join(problems))
@@ -343,8 +397,8 @@ def _cross_field_problems(m: FunctionManifest) -> list[str]:
     return problems
 
 
-def _describe(error: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+def _describe(error: Any) -> str:
+    path = ".".join(clip(str(p), 40) for p in error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "value_error":
         message = str(error["ctx"]["error"])
@@ -357,10 +411,11 @@ def _describe(error: dict[str, Any]) -> str:
     elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         op = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
         bound = next(iter(error["ctx"].values()))
-        message = f"must be {op} {bound} (got {error['input']!r})"
+        message = f"must be {op} {bound} (got {echo(error['input'])})"
     else:
-        message = f"{error['msg'].lower()} (got {error.get('input')!r})"
-    return f"{path}: {message}"
+        message = f"{clip(str(error['msg']).lower(), 200)} (got {echo(error.get('input'))})"
+    # Our own validators clip the values they quote; this bounds anything else that slips through.
+    return clip(f"{path}: {message}", 400)
 
 
 def parse_manifest(data: object, source: str = MANIFEST_FILE) -> FunctionManifest:
@@ -377,28 +432,96 @@ def parse_manifest(data: object, source: str = MANIFEST_FILE) -> FunctionManifes
     return manifest
 
 
-def parse_manifest_text(text: str, source: str = MANIFEST_FILE) -> FunctionManifest:
+class _Refused(yaml.YAMLError):
+    """YAML the manifest reader will not compose; `problem` says why, `problem_mark` where."""
+
+    def __init__(self, problem: str, mark: object):
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class ManifestLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without anchors or aliases and with bounded nesting.
+
+    PyYAML shares an aliased node rather than copying it, so loading a bomb is cheap; what explodes
+    is everything that walks the result afterwards (validation, repr in a message, JSON for the
+    registry). A manifest has no use for anchors, so they are refused where they appear.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(f"aliases (*{clip(str(event.anchor), 40)}) are not allowed in {MANIFEST_FILE}; "
+                           "write the value out", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(f"anchors (&{clip(str(event.anchor), 40)}) are not allowed in {MANIFEST_FILE}; "
+                           "write the value out", event.start_mark)
+        if self._depth >= MAX_MANIFEST_DEPTH:
+            raise _Refused(f"nested more than {MAX_MANIFEST_DEPTH} levels deep", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str, source: str = MANIFEST_FILE) -> object:
+    """The YAML document in `text`, read with ManifestLoader; ManifestError names the line at fault."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError([_too_large(size)], source)
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=ManifestLoader)  # a SafeLoader: builds plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ManifestError([f"(yaml): not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source) from None
-    return parse_manifest(data, source)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = clip(str(getattr(exc, "problem", None) or exc), 200)
+        if isinstance(exc, _Refused):
+            raise ManifestError([f"(yaml): {where}: {problem}"], source) from None
+        raise ManifestError([f"(yaml): not valid YAML{' at ' + where if where else ''}: {problem}"], source) from None
+    except (ValueError, OverflowError, TypeError, RecursionError) as exc:  # e.g. an int of 5,000 digits
+        raise ManifestError([f"(yaml): a value cannot be read: {clip(str(exc), 200)}"], source) from None
 
 
-def load_manifest(function_dir: str | Path) -> FunctionManifest:
-    """Read `function.yaml` from a function directory (or the file itself)."""
+def _too_large(size: int) -> str:
+    return (f"(file): {MANIFEST_FILE} is {size} bytes; the limit is {MAX_MANIFEST_BYTES} bytes "
+            f"({MAX_MANIFEST_BYTES // 1024} KiB)")
+
+
+def parse_manifest_text(text: str, source: str = MANIFEST_FILE) -> FunctionManifest:
+    return parse_manifest(load_yaml(text, source), source)
+
+
+def read_manifest_text(function_dir: str | Path) -> tuple[str, str]:
+    """(text of function.yaml, its path as a source name); ManifestError if missing, too large or not UTF-8."""
     path = Path(function_dir)
     if path.is_dir():
         path = path / MANIFEST_FILE
     if not path.is_file():
         raise ManifestError([f"(file): {path} does not exist"], str(path))
-    return parse_manifest_text(path.read_text(encoding="utf-8"), str(path))
+    with open(path, "rb") as handle:  # read at most one byte past the limit, however large the file is
+        raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            handle.seek(0, 2)
+            raise ManifestError([_too_large(handle.tell())], str(path))
+    try:
+        return raw.decode("utf-8"), str(path)
+    except UnicodeDecodeError as exc:
+        raise ManifestError([f"(file): not UTF-8 text (byte {exc.start})"], str(path)) from None
+
+
+def load_manifest(function_dir: str | Path) -> FunctionManifest:
+    """Read `function.yaml` from a function directory (or the file itself)."""
+    text, source = read_manifest_text(function_dir)
+    return parse_manifest_text(text, source)
 
 
 __all__ = [
-    "Batching", "FunctionManifest", "ManifestError", "MANIFEST_FILE", "Resources", "Scaling", "Traffic",
-    "check_dns1035", "check_relative_path", "format_duration", "load_manifest", "parse_manifest",
-    "parse_manifest_text",
+    "Batching", "FunctionManifest", "ManifestError", "ManifestLoader", "MANIFEST_FILE", "MAX_ECHO",
+    "MAX_MANIFEST_BYTES", "MAX_MANIFEST_DEPTH", "MAX_PROBLEMS", "Resources", "Scaling", "Traffic",
+    "UNAVAILABLE_TARGETS", "check_dns1035", "check_relative_path", "clip", "echo", "format_duration",
+    "load_manifest", "load_yaml", "parse_manifest", "parse_manifest_text", "read_manifest_text",
 ]

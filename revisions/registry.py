@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol.manifest import FunctionManifest, Traffic
+from protocol.manifest import FunctionManifest, Traffic, clip
 from revisions.traffic import (
     ResolvedRoute,
     RolloutPlan,
@@ -47,6 +47,9 @@ from revisions.traffic import (
 READY, FAILED = "Ready", "Failed"
 DEFAULT_KEEP_UNROUTED = 5
 DEFAULT_KEEP_EVENTS = 10_000
+# Characters of one event's (or a revision's status) message kept: build failures quote user input,
+# and a hostile manifest must not grow the database by more than this per attempt.
+MAX_EVENT_MESSAGE = 2000
 
 # Ordered migration steps: step i upgrades schema version i to i + 1. Never edit a released step; add one.
 MIGRATIONS: tuple[str, ...] = (
@@ -387,7 +390,8 @@ class Registry:
     def events(self, function: str | None = None, *, limit: int = 100, after: int | None = None
                ) -> list[EventRecord]:
         """The newest `limit` events (oldest first), optionally of one function and after an event id."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | int] = []
         if function is not None:
             clauses.append("function = ?")
             params.append(function)
@@ -633,9 +637,16 @@ class Registry:
             row = conn.execute("SELECT function FROM revisions WHERE name = ?", (revision,)).fetchone()
             if row is None:
                 raise NotFoundError(f"revision '{revision}' not found")
+            message = clip(message, MAX_EVENT_MESSAGE)
             conn.execute("UPDATE revisions SET status = ?, message = ? WHERE name = ?", (status, message, revision))
             self._event(conn, now, row["function"], revision, "revision-status", f"{revision}: {status} {message}")
             changed.add(row["function"])
+
+    def record_event(self, function: str, revision: str | None, kind: str, message: str, *,
+                     now: float | None = None) -> None:
+        """An event from outside the registry's own changes (e.g. a replica the data plane saw die)."""
+        with self._write() as (conn, _changed):
+            self._event(conn, self._clock() if now is None else now, function, revision, kind, message)
 
     def delete_function(self, function: str, *, now: float | None = None) -> Removal:
         now = self._clock() if now is None else now
@@ -729,7 +740,7 @@ class Registry:
     def _event(self, conn: sqlite3.Connection, now: float, function: str | None, revision: str | None,
                kind: str, message: str) -> None:
         conn.execute("INSERT INTO events (time, function, revision, kind, message) VALUES (?, ?, ?, ?, ?)",
-                     (now, function, revision, kind, message))
+                     (now, function, revision, kind, clip(message, MAX_EVENT_MESSAGE)))
 
     def _require_function(self, conn: sqlite3.Connection, function: str) -> None:
         if conn.execute("SELECT 1 FROM functions WHERE name = ?", (function,)).fetchone() is None:

@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from protocol.manifest import (
@@ -33,12 +32,17 @@ from protocol.manifest import (
     ManifestError,
     Traffic,
     check_dns1035,
-    load_manifest,
+    load_yaml,
+    parse_manifest,
+    read_manifest_text,
 )
 from revisions.build_log import BuildLog
 from revisions.registry import DeployOutcome, Registry, Removal
 from revisions.store import ArtifactStore
 from revisions.traffic import TrafficTarget, describe_split
+
+if TYPE_CHECKING:
+    from revisions.smoke_sandbox import SmokeSandbox
 
 logger = logging.getLogger("zeroserve.deploys")
 
@@ -93,11 +97,12 @@ class DeployResult:
 
 class DeployService:
     def __init__(self, registry: Registry, store: ArtifactStore, *, keep_unrouted: int = 5,
-                 build_workers: int = 2, smoke_timeout: float = 120.0):
+                 build_workers: int = 2, smoke_timeout: float = 120.0, smoke_sandbox: SmokeSandbox | None = None):
         self.registry = registry
         self.store = store
         self.keep_unrouted = keep_unrouted
         self.smoke_timeout = smoke_timeout
+        self.smoke_sandbox = smoke_sandbox  # who the smoke child runs as, and where (revisions.smoke_sandbox)
         self._builds = ThreadPoolExecutor(max_workers=build_workers, thread_name_prefix="zeroserve-build")
         self._function_locks: dict[str, asyncio.Lock] = {}
         # Artifact deletion waits until no build is in flight: a build may be about to record a revision
@@ -150,7 +155,8 @@ class DeployService:
         from revisions.builder import build_function  # the builder imports the runtime's smoke test
 
         return self._build_then_record(
-            lambda log: build_function(source_dir, self.store, log, smoke_timeout=self.smoke_timeout),
+            lambda log: build_function(source_dir, self.store, log, smoke_timeout=self.smoke_timeout,
+                                       sandbox=self.smoke_sandbox),
             _PathScrubber(source_dir), sink, failed_function=lambda: _peek_function_name(source_dir),
             traffic_override=traffic_override,
         )
@@ -161,8 +167,10 @@ class DeployService:
 
         def build(log: BuildLog) -> Any:
             log.expect_steps(GIT_BUILD_STEPS + 1)  # + the traffic step
+            # expected_name: the builder refuses another function's manifest before its code runs.
             return build_from_git(repo_dir, commit, self.store, log, git_env=git_env,
-                                  smoke_timeout=self.smoke_timeout)
+                                  smoke_timeout=self.smoke_timeout, expected_name=function,
+                                  sandbox=self.smoke_sandbox)
 
         return self._build_then_record(build, _scrub_git_export, sink, failed_function=lambda: function,
                                        traffic_override=traffic_override, expected_name=function,
@@ -184,7 +192,10 @@ class DeployService:
                 function = failed_function()
                 reason = clean(str(exc))
                 message = reason if reason.startswith("build failed") else f"build failed: {reason}"
-                self.registry.record_build_failure(function, message)
+                # A manifest that names no function (unreadable, refused YAML) is no function's history:
+                # the uploader has the whole answer, and the registry stays as it was.
+                if function is not None:
+                    self.registry.record_build_failure(function, message)
                 return DeployResult("failed", message, function=function, http_status=400,
                                     log=[clean(line) for line in log.lines])
             try:
@@ -322,16 +333,21 @@ def _scrub_git_export(text: str) -> str:
 
 def _peek_function_name(source_dir: Path) -> str | None:
     """The function's name, to pick its lock; a broken manifest is the build's to report."""
+    # Read with the manifest's own bounded reader (size cap, no YAML aliases): this runs before the build.
     try:
-        return load_manifest(source_dir).name
+        text, source = read_manifest_text(source_dir)
+        data = load_yaml(text, source)
     except (ManifestError, OSError):
+        return None
+    try:
+        return parse_manifest(data, source).name
+    except ManifestError:
         pass
     # An invalid manifest still usually names its function: file the failed build under that name.
+    name = data.get("name") if isinstance(data, dict) else None
     try:
-        data = yaml.safe_load((Path(source_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
-        name = data.get("name") if isinstance(data, dict) else None
         return check_dns1035(name) if isinstance(name, str) else None
-    except (OSError, ValueError, yaml.YAMLError):
+    except ValueError:
         return None
 
 
