@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from activator.contracts import RouteResolver
+from protocol.asgi import Scope
+from protocol.manifest import check_dns1035
 
 FN_PREFIX = b"/fn/"
 
@@ -57,13 +59,13 @@ def host_label(host: bytes, domain: str) -> str | None:
     return label
 
 
-def is_function_request(scope: dict, domain: str) -> bool:
+def is_function_request(scope: Scope, domain: str) -> bool:
     """Whether the activator serves this request (cheap: no registry lookups)."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     return raw_path.startswith(FN_PREFIX) or host_label(host_header(scope["headers"]), domain) is not None
 
 
-def target_of(scope: dict, domain: str) -> Target:
+def target_of(scope: Scope, domain: str) -> Target:
     """The function label and forwarded path of a request; a function Host wins over a /fn/ path."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     label = host_label(host_header(scope["headers"]), domain)
@@ -82,9 +84,14 @@ def target_of(scope: dict, domain: str) -> Target:
 
 
 def resolve_label(resolver: RouteResolver, label: str) -> tuple[str, str | None]:
-    """(function, tag) named by `label`; raises RouteError(404) naming the unknown function or tag."""
+    """(function, tag) named by `label`; RouteError 404 naming the unknown function or tag, or 400
+    when `label` cannot name one (`/fn/%2e%2e/`, `Iris`: names and tags are DNS-1035 labels)."""
     if resolver.has_function(label):
         return label, None
+    try:  # only off the hot path: every served label is a function's name or "<tag>-<name>"
+        check_dns1035(label, "function")
+    except ValueError as exc:
+        raise RouteError(400, f"{exc} (function URLs name '<function>' or '<tag>-<function>')") from None
     unknown_tag: tuple[str, str] | None = None
     for index, char in enumerate(label):
         if char != "-":

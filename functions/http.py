@@ -6,17 +6,14 @@ Plain ASGI rather than a framework keeps the per-request cost near zero and ever
 
 from __future__ import annotations
 
-import json
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from protocol import strict_json
+from protocol.asgi import Receive, Scope, Send
 from protocol.inference_errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON_TYPE = (b"content-type", b"application/json")
@@ -94,7 +91,7 @@ async def send_response(send: Send, status: int, parts: Sequence[bytes | memoryv
 
 
 def json_body(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return strict_json.dumps(value)  # RFC 8259: a NaN here is a bug, not a body to send
 
 
 async def send_json(send: Send, status: int, value: Any, headers: Headers) -> None:

@@ -1,6 +1,8 @@
 """Tensor codecs between numpy and the Open Inference Protocol's two encodings.
 
 * JSON: `data` as a nested or flat list in row-major order (`decode_json_data`, `encode_json_data`).
+  JSON has no NaN or Infinity (RFC 8259): a non-finite float is written as null, and null in FP16,
+  FP32 or FP64 data is read as NaN (MLServer's rule); numbers beyond a float type's range are refused.
 * The binary tensor extension: raw little-endian bytes after the JSON header; BYTES elements each
   as a 4-byte little-endian length followed by the bytes (`decode_binary_data`, `encode_binary_data`).
 
@@ -11,7 +13,9 @@ and raise `TensorError` naming the tensor and the fault.
 from __future__ import annotations
 
 import math
+import re
 import struct
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +43,13 @@ DATATYPES: tuple[str, ...] = tuple(DATATYPE_DTYPES)
 _INTEGER_DATATYPES = frozenset(d for d in DATATYPES if d.startswith(("INT", "UINT")))
 _FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 _LENGTH = struct.Struct("<I")
+# IEEE 754 +-infinity as little-endian bytes (the float dtypes above are little-endian), by itemsize.
+_INFINITY_BYTES = {2: re.compile(rb"\x00[\x7c\xfc]"), 4: re.compile(rb"\x00\x00\x80[\x7f\xff]"),
+                   8: re.compile(rb"\x00{6}\xf0[\x7f\xff]")}
+_SMALL_ARRAY = 256
+# Casting 1e39 to FP32 overflows; the request gets a 400 naming the tensor, so numpy's warning would
+# only be noise in the replica's log (np.errstate around each cast costs more than the cast).
+warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, __name__)
 MAX_RANK = 32
 MAX_DIMENSION = 2**62
 
@@ -128,6 +139,11 @@ def coerce_json_array(tensor: str, datatype: str, data: list) -> np.ndarray:
     if raw.size == 0:
         return np.zeros(raw.shape, dtype=dtype)
     kind = raw.dtype.kind
+    if kind == "O" and datatype in _FLOAT_DATATYPES:
+        # null reads as NaN; numpy made objects of it (or of ints beyond int64).
+        floats = _floats_with_nulls(tensor, datatype, raw)
+        if floats is not None:
+            raw, kind = floats, "f"
     if datatype in _INTEGER_DATATYPES and kind in "fO":
         # numpy turns [0, 2**63] into float64 (losing digits) and [2**64] into objects: look again.
         exact = _exact_integers(tensor, datatype, data)
@@ -154,7 +170,37 @@ def coerce_json_array(tensor: str, datatype: str, data: list) -> np.ndarray:
     # Floats accept integers: JSON writers drop the ".0" of whole numbers.
     if kind not in "iuf":
         raise TensorError(f"{tensor}: {datatype} data must hold only numbers; found booleans")
-    return raw.astype(dtype, copy=False)
+    values = raw.astype(dtype, copy=False)
+    # 1e999 parses as infinity and 1e39 overflows FP32: JSON carries no infinities, so refuse them.
+    if _has_infinity(values):
+        raise TensorError(f"{tensor}: a value is out of range for {datatype} (largest magnitude "
+                          f"{float(np.finfo(dtype).max):g}); send infinities with the binary tensor extension")
+    return values
+
+
+def _has_infinity(values: np.ndarray) -> bool:
+    """Whether a float array holds +-inf.
+
+    On small arrays (most requests) a ufunc reduction costs several times the whole cast, so the raw
+    bytes are searched for infinity's bit pattern first; a hit may straddle two elements, so it is
+    confirmed by np.isinf.
+    """
+    if values.size <= _SMALL_ARRAY and values.flags.c_contiguous:
+        if _INFINITY_BYTES[values.dtype.itemsize].search(values.data) is None:
+            return False
+    return bool(np.isinf(values).any())
+
+
+def _floats_with_nulls(tensor: str, datatype: str, raw: np.ndarray) -> np.ndarray | None:
+    """Float data holding nulls (as NaN) and numbers; None when something else is there too."""
+    flat = raw.ravel().tolist()
+    if not all(v is None or type(v) is float or type(v) is int for v in flat):
+        return None
+    try:
+        floats = np.array([math.nan if v is None else float(v) for v in flat], dtype=np.float64)
+    except OverflowError:
+        raise TensorError(f"{tensor}: an integer is out of range for {datatype}") from None
+    return floats.reshape(raw.shape)
 
 
 def _exact_integers(tensor: str, datatype: str, data: list) -> np.ndarray | None:
@@ -205,7 +251,11 @@ def _flatten_bytes(tensor: str, data: list) -> list[bytes]:
                 break
             if not isinstance(value, str):
                 raise TensorError(f"{tensor}: BYTES data must hold only strings; found {type(value).__name__}")
-            flat.append(value.encode("utf-8"))
+            try:
+                flat.append(value.encode("utf-8"))
+            except UnicodeEncodeError:  # "\ud800": an escape JSON allows, naming no character
+                raise TensorError(f"{tensor}: BYTES element {len(flat)} holds an unpaired surrogate "
+                                  "(\\ud800-\\udfff), which is not text; send raw bytes as binary data") from None
         else:
             stack.pop()
     return flat
@@ -215,7 +265,20 @@ def encode_json_data(tensor: str, array: np.ndarray) -> list:
     """Array -> flat JSON list (the response carries the shape; flat is what Triton sends)."""
     if array.dtype.kind in "OSU":
         return [_as_text(tensor, value) for value in array.ravel()]
+    # NaN and infinities stay floats here: writers catch them when dumping (free while there are
+    # none) and redo the tensor with `json_numbers`.
     return array.ravel().tolist()
+
+
+def json_numbers(array: np.ndarray) -> Any:
+    """A numeric array as (nested) lists for JSON: NaN and infinities become null (RFC 8259 has neither)."""
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            values = array.astype(object)
+            values[~finite] = None
+            return values.tolist()
+    return array.tolist()
 
 
 def _as_text(tensor: str, value: object) -> str:
@@ -259,7 +322,7 @@ def encode_binary_data(tensor: str, array: np.ndarray) -> bytes | memoryview:
         return serialize_bytes_tensor(array, tensor)
     datatype = datatype_of(array, tensor)
     contiguous = np.ascontiguousarray(array, dtype=DATATYPE_DTYPES[datatype])
-    return memoryview(contiguous.reshape(-1).view(np.uint8))
+    return contiguous.reshape(-1).view(np.uint8).data  # a memoryview of the array's bytes, no copy
 
 
 def serialize_bytes_tensor(array: np.ndarray, tensor: str = "tensor") -> bytes:

@@ -8,16 +8,16 @@ the model's metadata; where a model declares none they are inferred from the JSO
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from protocol import strict_json
 from protocol.inference_errors import BadRequest, TensorError
-from protocol.tensors import coerce_json_array, decode_json_data, encode_json_data
+from protocol.tensors import coerce_json_array, decode_json_data, encode_json_data, json_numbers
 from protocol.v2 import MetadataTensor
 from protocol.v2_codec import load_json_object
 
@@ -135,20 +135,29 @@ def _nested_shape(data: list) -> list[int]:
 
 
 def encode_predict_response(form: RequestFormat, outputs: dict[str, np.ndarray]) -> bytes:
-    """Outputs -> `{"predictions": rows}` or `{"outputs": columns}` for the request's form."""
-    values = {name: _json_value(name, np.asarray(array)) for name, array in outputs.items()}
+    """Outputs -> `{"predictions": rows}` or `{"outputs": columns}` for the request's form.
+
+    NaN and infinities are written as null (JSON has neither), as V2 JSON outputs do.
+    """
+    try:
+        return strict_json.dumps(_predict_body(form, outputs, np.ndarray.tolist))
+    except ValueError:  # a non-finite float; only then walk the outputs again to replace them
+        return strict_json.dumps(_predict_body(form, outputs, json_numbers))
+
+
+def _predict_body(form: RequestFormat, outputs: dict[str, np.ndarray], numbers: Callable[[np.ndarray], Any]
+                  ) -> dict[str, Any]:
+    values = {name: _json_value(name, np.asarray(array), numbers) for name, array in outputs.items()}
     if form == "inputs":
-        body: dict[str, Any] = {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    elif len(values) == 1:
-        body = {"predictions": next(iter(values.values()))}
-    else:
-        body = {"predictions": _rows(outputs, values)}
-    return json.dumps(body, separators=(",", ":")).encode()
+        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
+    if len(values) == 1:
+        return {"predictions": next(iter(values.values()))}
+    return {"predictions": _rows(outputs, values)}
 
 
-def _json_value(name: str, array: np.ndarray) -> Any:
+def _json_value(name: str, array: np.ndarray, numbers: Callable[[np.ndarray], Any]) -> Any:
     if array.dtype.kind not in "OSU":
-        return array.tolist()
+        return numbers(array)
     flat = encode_json_data(f"output '{name}'", array)
     texts = np.empty(len(flat), dtype=object)
     texts[:] = flat
@@ -162,4 +171,5 @@ def _rows(outputs: dict[str, np.ndarray], values: dict[str, Any]) -> list[dict[s
             f"outputs have different numbers of rows ({lengths}); use the columnar \"inputs\" form"
         )
     count = next(iter(lengths.values()))
+    assert count is not None  # every output has rows: checked above
     return [{name: column[i] for name, column in values.items()} for i in range(count)]

@@ -3,17 +3,18 @@
 A body is JSON, or (binary tensor extension) a JSON header of `Inference-Header-Content-Length`
 bytes followed by the inputs' raw bytes in input order, each input saying how many it owns with
 `parameters.binary_data_size`. Plain `json` plus explicit checks: every fault becomes a `BadRequest`
-that names the field and the rule.
+that names the field and the rule. JSON is read and written by `protocol.strict_json` (RFC 8259: no
+NaN or Infinity, nesting bounded by MAX_JSON_DEPTH); non-finite output values are written as null.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from protocol import strict_json
 from protocol.inference_errors import BadRequest, TensorError, Unsupported
 from protocol.tensors import (
     check_shape,
@@ -22,6 +23,7 @@ from protocol.tensors import (
     decode_json_data,
     encode_binary_data,
     encode_json_data,
+    json_numbers,
     numpy_dtype,
 )
 
@@ -78,8 +80,10 @@ def parse_header_length(value: str | None, body_length: int) -> int | None:
 
 def load_json_object(raw: bytes | memoryview, what: str = "request body") -> dict[str, Any]:
     try:
-        value = json.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = strict_json.loads(raw)
+    except strict_json.JsonRuleError as exc:
+        raise BadRequest(f"{what}: {exc}") from None
+    except ValueError as exc:  # syntax, and bytes that are not UTF-8/16/32 (UnicodeDecodeError)
         raise BadRequest(f"malformed JSON in {what}: {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object, got {type(value).__name__}")
@@ -215,6 +219,7 @@ def encode_infer_response(
         doc["id"] = request.id
     entries: list[dict[str, Any]] = []
     blobs: list[bytes | memoryview] = []
+    json_arrays: list[tuple[dict[str, Any], np.ndarray]] = []
     for want in wanted:
         array = np.asarray(outputs[want.name])
         tensor = f"output '{want.name}'"
@@ -226,9 +231,10 @@ def encode_infer_response(
             blobs.append(blob)
         else:
             entry["data"] = encode_json_data(tensor, array)
+            json_arrays.append((entry, array))
         entries.append(entry)
     doc["outputs"] = entries
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = _dump_with_nulls(doc, json_arrays)
     if not blobs:
         return EncodedResponse([header], None)
     return EncodedResponse([header, *blobs], len(header))
@@ -245,6 +251,7 @@ def encode_infer_request(
     """Client side: arrays -> a V2 infer body (used by the samples, benchmarks and tests)."""
     entries: list[dict[str, Any]] = []
     blobs: list[bytes | memoryview] = []
+    json_arrays: list[tuple[dict[str, Any], np.ndarray]] = []
     for name, value in inputs.items():
         array = np.asarray(value)
         tensor = f"input '{name}'"
@@ -255,6 +262,7 @@ def encode_infer_request(
             blobs.append(blob)
         else:
             entry["data"] = encode_json_data(tensor, array)
+            json_arrays.append((entry, array))
         entries.append(entry)
     doc: dict[str, Any] = {"inputs": entries}
     if request_id is not None:
@@ -266,10 +274,20 @@ def encode_infer_request(
         ]
     if binary_data_output:
         doc["parameters"] = {"binary_data_output": True}
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = _dump_with_nulls(doc, json_arrays)
     if not blobs:
         return EncodedResponse([header], None)
     return EncodedResponse([header, *blobs], len(header))
+
+
+def _dump_with_nulls(doc: dict[str, Any], json_arrays: list[tuple[dict[str, Any], np.ndarray]]) -> bytes:
+    """The JSON header; tensors holding NaN or infinities are written again with null in their place."""
+    try:
+        return strict_json.dumps(doc)
+    except ValueError:  # only non-finite floats make it fail, and only then is the data walked again
+        for entry, array in json_arrays:
+            entry["data"] = json_numbers(array.ravel())
+        return strict_json.dumps(doc)
 
 
 def decode_infer_response(body: bytes, header_length: int | None = None) -> dict[str, np.ndarray]:

@@ -34,3 +34,9 @@ class TokenAuth:
             raise ApiError(401, "unauthorized: send 'Authorization: Bearer <token>' (the token is in DATA/token)")
         if not hmac.compare_digest(presented.encode(), self._expected):
             raise ApiError(401, "unauthorized: the bearer token is not valid")
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """Whether an Authorization header carries `token` as its bearer token (constant-time)."""
+    presented = bearer_token(authorization)
+    return presented is not None and hmac.compare_digest(presented.encode(), token.encode())

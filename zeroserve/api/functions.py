@@ -18,6 +18,8 @@ from revisions.registry import FunctionRecord
 from zeroserve.api.context import ControlContext
 from zeroserve.api.deploys import DeployResult
 from zeroserve.api.errors import ApiError
+from zeroserve.api.json_bodies import StrictJsonRoute
+from zeroserve.api.names import FunctionName, RevisionName
 
 NDJSON = "application/x-ndjson"
 _UPLOAD_DOC = {
@@ -43,7 +45,7 @@ def function_json(ctx: ControlContext, record: FunctionRecord) -> dict[str, Any]
 
 
 def build_router(ctx: ControlContext) -> APIRouter:
-    router = APIRouter(tags=["functions"])
+    router = APIRouter(tags=["functions"], route_class=StrictJsonRoute)
     registry, deployer = ctx.registry, ctx.deployer
 
     @router.get("/functions", summary="List functions")
@@ -70,7 +72,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
         return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
 
     @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions")
-    async def describe(function: str) -> dict[str, Any]:
+    async def describe(function: FunctionName) -> dict[str, Any]:
         record = await deployer.run_blocking(registry.get_function, function)
         revisions = await deployer.run_blocking(registry.list_revisions, function)
         data = function_json(ctx, record)
@@ -78,19 +80,19 @@ def build_router(ctx: ControlContext) -> APIRouter:
         return data
 
     @router.delete("/functions/{function}", summary="Delete a function, its revisions and unused artifacts")
-    async def delete(function: str) -> dict[str, Any]:
+    async def delete(function: FunctionName) -> dict[str, Any]:
         removal = await deployer.delete_function(function)
-        # The function's git repository goes with it (the name was validated by the registry above).
+        # The function's git repository goes with it (FunctionName checked the name: no path tricks).
         await asyncio.to_thread(shutil.rmtree, ctx.settings.git_dir / f"{function}.git", True)
         return {"deleted": function, "revisions": removal.revisions}
 
     @router.get("/functions/{function}/revisions", summary="List a function's revisions")
-    async def revisions(function: str) -> list[dict[str, Any]]:
+    async def revisions(function: FunctionName) -> list[dict[str, Any]]:
         records = await deployer.run_blocking(registry.list_revisions, function)
         return [_revision_summary(r.to_json()) for r in records]
 
     @router.get("/functions/{function}/revisions/{revision}", summary="Describe a revision, with its build log")
-    async def revision(function: str, revision: str) -> dict[str, Any]:
+    async def revision(function: FunctionName, revision: RevisionName) -> dict[str, Any]:
         record = await deployer.run_blocking(registry.get_revision, function, revision)
         return record.to_json(with_log=True)
 

@@ -14,7 +14,6 @@ deploy's result: 201 created, 200 unchanged, 400 failed build.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -37,10 +36,12 @@ from deploy.git.webhook import (
     parse_push_event,
     verify_signature,
 )
-from protocol.manifest import check_dns1035
+from protocol import strict_json
 from zeroserve.api.context import ControlContext
 from zeroserve.api.deploys import DeployResult
 from zeroserve.api.errors import ApiError
+from zeroserve.api.json_bodies import StrictJsonRoute
+from zeroserve.api.names import FunctionName, checked_name
 
 logger = logging.getLogger("zeroserve.hooks")
 
@@ -57,16 +58,17 @@ class WebhookSecretBody(BaseModel):
 
 def build_router(ctx: ControlContext) -> APIRouter:
     """The token-protected part: managing a function's webhook secret."""
-    router = APIRouter(tags=["webhooks"])
+    router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
     secrets = WebhookSecrets(ctx.settings.webhook_secrets_dir)
 
     @router.put("/functions/{function}/webhook-secret",
                 summary="Set (or generate) the secret that signs this function's webhook events")
-    async def put_secret(function: str, request: Request) -> dict[str, Any]:
-        _check_function(function)
+    async def put_secret(function: FunctionName, request: Request) -> dict[str, Any]:
+        # A secret may be set before the function exists: its first deploy may come from the webhook.
         raw = await request.body()
         try:
-            body = WebhookSecretBody.model_validate_json(raw) if raw.strip() else WebhookSecretBody()
+            document = _loads(raw, "invalid request: the body is not JSON") if raw.strip() else {}
+            body = WebhookSecretBody.model_validate(document)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
                                  for e in exc.errors())
@@ -80,8 +82,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
                 "content_type": "application/json", "events": ["push"]}
 
     @router.delete("/functions/{function}/webhook-secret", summary="Stop accepting this function's webhooks")
-    async def delete_secret(function: str) -> dict[str, Any]:
-        _check_function(function)
+    async def delete_secret(function: FunctionName) -> dict[str, Any]:
         if not await ctx.deployer.run_blocking(secrets.delete, function):
             raise ApiError(404, f"function {function} has no webhook secret")
         return {"function": function, "deleted": True}
@@ -91,7 +92,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
 
 def build_public_router(ctx: ControlContext) -> APIRouter:
     """The webhook itself: no bearer token, the signature over the body authenticates it."""
-    router = APIRouter(tags=["webhooks"])
+    router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
     secrets = WebhookSecrets(ctx.settings.webhook_secrets_dir)
 
     @router.post(HOOK_PATH, status_code=202, summary="Deploy from a signed GitHub-style push event",
@@ -100,7 +101,7 @@ def build_public_router(ctx: ControlContext) -> APIRouter:
         raw = await _read_bounded(request)
         payload = _decode(raw, request.headers.get("content-type", ""))
         name = function if function is not None else _repository_name(payload)
-        _check_function(name)
+        checked_name(name, "webhook: function")
         secret = await ctx.deployer.run_blocking(secrets.get, name)
         if secret is None:
             raise ApiError(401, f"webhook: function {name} has no webhook secret; set one with "
@@ -165,13 +166,26 @@ async def _read_bounded(request: Request) -> bytes:
 
 
 def _decode(raw: bytes, content_type: str) -> Any:
-    """The event: a JSON body, or GitHub's form encoding (`payload=<json>`)."""
+    """The event: a JSON body, or GitHub's form encoding (`payload=<json>`). It is read before the
+    signature is checked (it may name the function, hence the secret), so strictly: bounded nesting, no NaN.
+    """
+    fault = "webhook: the body is not a JSON push event"
+    if "application/x-www-form-urlencoded" in content_type:
+        try:
+            return _loads(parse_qs(raw.decode("utf-8")).get("payload", [""])[0], fault)
+        except UnicodeDecodeError:
+            raise ApiError(400, fault) from None
+    return _loads(raw, fault)
+
+
+def _loads(raw: bytes | str, fault: str) -> Any:
+    """RFC 8259 JSON with the nesting limit (protocol.strict_json); else ApiError 400 saying `fault`."""
     try:
-        if "application/x-www-form-urlencoded" in content_type:
-            return json.loads(parse_qs(raw.decode("utf-8")).get("payload", [""])[0])
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "webhook: the body is not a JSON push event") from None
+        return strict_json.loads(raw)
+    except strict_json.JsonRuleError as exc:
+        raise ApiError(400, f"{fault}: {exc}") from None
+    except ValueError:
+        raise ApiError(400, fault) from None
 
 
 def _repository_name(payload: Any) -> str:
@@ -181,13 +195,6 @@ def _repository_name(payload: Any) -> str:
         raise ApiError(400, "webhook: name the function with ?function=<name> "
                             "(the event's repository.name is missing)")
     return name
-
-
-def _check_function(name: str) -> None:
-    try:
-        check_dns1035(name, "function")
-    except ValueError as exc:
-        raise ApiError(400, f"webhook: {exc}") from None
 
 
 def _ignored(function: str, message: str) -> JSONResponse:

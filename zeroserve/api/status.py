@@ -7,14 +7,16 @@ from typing import Any
 from fastapi import APIRouter
 
 from zeroserve.api.context import ControlContext
+from zeroserve.api.json_bodies import StrictJsonRoute
+from zeroserve.api.names import FunctionName
 
 
 def build_router(ctx: ControlContext) -> APIRouter:
-    router = APIRouter(tags=["status"])
+    router = APIRouter(tags=["status"], route_class=StrictJsonRoute)
 
     @router.get("/functions/{function}/status",
                 summary="Per revision: ready/desired replicas, panic mode, stable/panic load, queue, last decision")
-    async def status(function: str) -> dict[str, Any]:
+    async def status(function: FunctionName) -> dict[str, Any]:
         ctx.registry.get_function(function)  # 404 naming the function when it does not exist
         if ctx.scale_status is None:
             return {"function": function, "revisions": [], "data_plane": False}
