@@ -1,8 +1,9 @@
 """Routes and traffic: Knative's rules for splitting a function's requests between its revisions.
 
-Everything here is pure (no I/O, no clock reads): the registry stores routes and calls these rules inside
-its transactions, the control API reports their messages, and the data plane resolves requests through a
-`RouteTable` built from a snapshot. Every rejected change raises `TrafficError` whose message names the rule
+Everything here is pure (no I/O, no clock reads): `revisions.route_decisions` composes these rules into
+what a deploy, a traffic change, a rollback or a rollout tick does (the registry stores the result), the
+control API reports their messages, and the data plane resolves requests through a `RouteTable` built
+from a snapshot. Every rejected change raises `TrafficError` whose message names the rule
 it breaks, so a user reading "traffic: percents must sum to 100, got 90 (...)" knows what to fix.
 """
 

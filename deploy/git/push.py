@@ -44,9 +44,11 @@ _QUARANTINE_NAMES = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
 
 
 class DeployOutcome(Protocol):
-    """What the remote reads of a deploy's result (zeroserve.api.deploys.DeployResult)."""
+    """What the remote reads of a deploy's result (deploy.results.DeployResult)."""
 
-    status: str
+    @property
+    def status(self) -> str: ...  # "created", "unchanged" or "failed" (read-only: a narrower type fits)
+
     message: str
     revision: str | None
     digest: str | None

@@ -20,8 +20,8 @@ from deploy.git.webhook import (
     signature_for,
     verify_signature,
 )
+from deploy.overrides import apply_traffic_override
 from protocol.manifest import parse_manifest
-from zeroserve.api.deploys import apply_traffic_override
 from zeroserve.commands.init import git_remote_url, mask_token
 
 

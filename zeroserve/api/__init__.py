@@ -2,6 +2,5 @@
 
 from zeroserve.api.app import API_PREFIX, create_control_app
 from zeroserve.api.context import ControlContext
-from zeroserve.api.deploys import DeployResult, DeployService
 
-__all__ = ["API_PREFIX", "ControlContext", "DeployResult", "DeployService", "create_control_app"]
+__all__ = ["API_PREFIX", "ControlContext", "create_control_app"]

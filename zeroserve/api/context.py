@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.service import DeployService
 from revisions.registry import Registry
-from zeroserve.api.deploys import DeployService
 from zeroserve.settings import Settings
 
 
@@ -23,7 +23,7 @@ class ControlContext:
     scale_status: Callable[[str], dict[str, Any]] | None = None
 
     def function_urls(self, function: str, tags: list[str] | None = None) -> dict[str, object]:
-        """Where a function answers: its host URL and path URL, and one host URL per tag (ARCHITECTURE §4)."""
+        """Where a function answers: host URL, path URL, one host URL per tag (docs/architecture.md, Function URLs)."""
         base = self.base_url().rstrip("/")
         scheme, _, rest = base.partition("://")
         port = rest.rsplit(":", 1)[1] if ":" in rest else ""

@@ -1,8 +1,9 @@
 """Every control-API error is `{"error": "..."}` with the right status: never FastAPI's 422 shape.
 
 Validation errors become 400 naming the field; the registry's and traffic rules' refusals keep their
-messages (which name the function, revision and rule); anything unexpected is a 500 with a request id,
-logged with its traceback but never sent to the client.
+messages (which name the function, revision and rule) and get their status here, by type (the registry
+and the deploy service know nothing of HTTP); anything unexpected is a 500 with a request id, logged
+with its traceback but never sent to the client.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deploy.results import DeployResult
 from revisions.archive import ArchiveError
-from revisions.registry import RegistryError
+from revisions.errors import ConflictError, NotFoundError, RegistryError
 from revisions.traffic import TrafficError
 
 logger = logging.getLogger("zeroserve.api")
+
+# A deploy's outcome as an HTTP status: a failed build or a refused deploy is the uploader's to fix.
+_DEPLOY_STATUS = {"created": 201, "unchanged": 200, "failed": 400}
 
 
 class ApiError(Exception):
@@ -29,6 +34,19 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
         super().__init__(message)
+
+
+def registry_status(exc: RegistryError) -> int:
+    """404 for what does not exist, 409 for what the state does not allow, 400 for any other refusal."""
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    return 400
+
+
+def deploy_status(result: DeployResult) -> int:
+    return _DEPLOY_STATUS[result.status]
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -66,7 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_registry(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RegistryError)
-        return error_response(exc.status, str(exc))
+        return error_response(registry_status(exc), str(exc))
 
     async def on_bad_input(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, str(exc))

@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from deploy.results import DeployResult
 from revisions.archive import extract_archive_file
 from revisions.registry import FunctionRecord
 from zeroserve.api.context import ControlContext
-from zeroserve.api.deploys import DeployResult
-from zeroserve.api.errors import ApiError
+from zeroserve.api.errors import ApiError, deploy_status
 from zeroserve.api.json_bodies import StrictJsonRoute
 from zeroserve.api.names import FunctionName, RevisionName
 
@@ -68,7 +68,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
                 result = await deployer.deploy_dir(source)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
-            return JSONResponse({**result.to_json(), "log": result.log}, status_code=result.http_status)
+            return JSONResponse({**result.to_json(), "log": result.log}, status_code=deploy_status(result))
         return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
 
     @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions")
@@ -146,11 +146,12 @@ async def _deploy_stream(ctx: ControlContext, source: Path, workdir: Path) -> As
     async def run() -> None:
         try:
             result = await ctx.deployer.deploy_dir(source, on_line)
+            status = deploy_status(result)
         except Exception as exc:  # reported in the stream; the status line was sent long ago
-            result = DeployResult("failed", f"deploy failed: {exc}", http_status=500)
+            result, status = DeployResult("failed", f"deploy failed: {exc}"), 500
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        final = {"type": "result" if result.ok else "error", "http_status": result.http_status, **result.to_json()}
+        final = {"type": "result" if result.ok else "error", "http_status": status, **result.to_json()}
         # After every log line already queued by the build thread (call_soon_threadsafe keeps order).
         loop.call_soon(queue.put_nowait, final)
 

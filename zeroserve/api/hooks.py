@@ -36,10 +36,10 @@ from deploy.git.webhook import (
     parse_push_event,
     verify_signature,
 )
+from deploy.results import DeployResult
 from protocol import strict_json
 from zeroserve.api.context import ControlContext
-from zeroserve.api.deploys import DeployResult
-from zeroserve.api.errors import ApiError
+from zeroserve.api.errors import ApiError, deploy_status
 from zeroserve.api.json_bodies import StrictJsonRoute
 from zeroserve.api.names import FunctionName, checked_name
 
@@ -131,7 +131,7 @@ def build_public_router(ctx: ControlContext) -> APIRouter:
                                             f"GET /api/v1/functions/{name}/events"}, status_code=202)
         result = await asyncio.shield(task)
         return JSONResponse({**result.to_json(), "commit": event.after, "log": result.log},
-                            status_code=result.http_status)
+                            status_code=deploy_status(result))
 
     return router
 
@@ -145,7 +145,7 @@ async def _fetch_and_deploy(ctx: ControlContext, function: str, url: str, commit
         except FetchError as exc:
             message = f"webhook deploy failed: {exc}"
             await ctx.deployer.run_blocking(ctx.registry.record_build_failure, function, message)
-            return DeployResult("failed", message, function=function, http_status=400)
+            return DeployResult("failed", message, function=function)
         result = await ctx.deployer.deploy_git(repo, commit, function=function)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

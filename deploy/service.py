@@ -1,10 +1,12 @@
-"""Deploys: build a function directory, record the revision and its route, collect unused artifacts.
+"""The deploy service: build a function, record the revision and its route, collect unused artifacts.
 
 Transport-independent: the control API's upload calls `deploy_dir`; the git remote (push and webhook)
-calls `deploy_git`, which builds a commit with the same builder and records it the same way. The order
-is what makes a kill -9 at any instant safe: the builder stores the artifact, then one registry
-transaction records the revision and its route; an artifact stored by a build that never got recorded
-is an orphan that `sweep_orphans` removes at the next start.
+calls `deploy_git`, which builds a commit with the same builder and records it the same way. Every
+deploy ends in a `DeployResult` (deploy/results.py), a failed build included; what the service raises
+is typed (`revisions.errors`), and the control API alone maps both to HTTP statuses. The order is what
+makes a kill -9 at any instant safe: the builder stores the artifact, then one registry transaction
+records the revision and its route; an artifact stored by a build that never got recorded is an orphan
+that `sweep_orphans` removes at the next start.
 
 Deploys of one function are serialised (an asyncio lock per function, so a waiting deploy holds no
 thread); builds of different functions run in parallel on a thread pool (the smoke test inside a build
@@ -16,83 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from protocol.manifest import (
-    MANIFEST_FILE,
-    FunctionManifest,
-    ManifestError,
-    Traffic,
-    check_dns1035,
-    load_yaml,
-    parse_manifest,
-    read_manifest_text,
-)
+from deploy.overrides import DeployRefused, TrafficOverride, apply_traffic_override
+from deploy.path_scrubbing import PathScrubber, scrub_git_export
+from deploy.results import DeployResult, describe_outcome
+from protocol.manifest import MANIFEST_FILE, ManifestError, check_dns1035, load_yaml, parse_manifest, read_manifest_text
 from revisions.build_log import BuildLog
-from revisions.registry import DeployOutcome, Registry, Removal
+from revisions.records import DeployOutcome, Removal
+from revisions.registry import Registry
 from revisions.store import ArtifactStore
-from revisions.traffic import TrafficTarget, describe_split
 
 if TYPE_CHECKING:
+    from revisions.builder import BuiltFunction
     from revisions.smoke_sandbox import SmokeSandbox
 
 logger = logging.getLogger("zeroserve.deploys")
 
 LineSink = Callable[[str], None]
-# Overrides of the manifest's `traffic` policy for one deploy (Traffic's fields: percent, tag,
-# rollout_duration in seconds), e.g. from `git push -o traffic=10 -o tag=canary`.
-TrafficOverride = Mapping[str, Any]
-# Where build_from_git exports a commit; its path never reaches the pusher.
-_GIT_EXPORT_DIR = re.compile(r"/\S*?zeroserve-git-build-[^/\s]+/tree(/|\b)")
-
-
-@dataclass
-class DeployResult:
-    """The final word on a deploy: `created`, `unchanged` or `failed` (with the HTTP status to answer)."""
-
-    status: str
-    message: str
-    function: str | None = None
-    revision: str | None = None
-    digest: str | None = None
-    traffic: list[dict[str, Any]] | None = None
-    rollout: dict[str, Any] | None = None
-    http_status: int = 200
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
-
-    def traffic_summary(self) -> str:
-        """The route after this deploy in one line: "iris-00001=90, iris-00002=10 (canary)"."""
-        return describe_split([TrafficTarget.from_json(t) for t in self.traffic or []])
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": self.status, "message": self.message, "function": self.function,
-                                "revision": self.revision, "digest": self.digest, "traffic": self.traffic,
-                                "rollout": self.rollout}
-        if not self.ok:
-            data["error"] = self.message
-        return data
-
-    @classmethod
-    def from_outcome(cls, outcome: DeployOutcome, log: list[str]) -> DeployResult:
-        return cls(
-            status=outcome.status, message=outcome.message, function=outcome.revision.function,
-            revision=outcome.revision.name, digest=outcome.revision.digest,
-            traffic=None if outcome.route is None else outcome.route.to_json()["targets"],
-            rollout=None if outcome.rollout is None else outcome.rollout.to_json(),
-            http_status=201 if outcome.status == "created" else 200, log=log,
-        )
+Clean = Callable[[str], str]  # what build messages pass through before anyone sees them (path_scrubbing)
 
 
 class DeployService:
@@ -157,7 +105,7 @@ class DeployService:
         return self._build_then_record(
             lambda log: build_function(source_dir, self.store, log, smoke_timeout=self.smoke_timeout,
                                        sandbox=self.smoke_sandbox),
-            _PathScrubber(source_dir), sink, failed_function=lambda: _peek_function_name(source_dir),
+            PathScrubber(source_dir), sink, failed_function=lambda: _peek_function_name(source_dir),
             traffic_override=traffic_override,
         )
 
@@ -165,19 +113,19 @@ class DeployService:
                               sink: LineSink, traffic_override: TrafficOverride | None) -> DeployResult:
         from revisions.builder import GIT_BUILD_STEPS, build_from_git
 
-        def build(log: BuildLog) -> Any:
+        def build(log: BuildLog) -> BuiltFunction:
             log.expect_steps(GIT_BUILD_STEPS + 1)  # + the traffic step
             # expected_name: the builder refuses another function's manifest before its code runs.
             return build_from_git(repo_dir, commit, self.store, log, git_env=git_env,
                                   smoke_timeout=self.smoke_timeout, expected_name=function,
                                   sandbox=self.smoke_sandbox)
 
-        return self._build_then_record(build, _scrub_git_export, sink, failed_function=lambda: function,
+        return self._build_then_record(build, scrub_git_export, sink, failed_function=lambda: function,
                                        traffic_override=traffic_override, expected_name=function,
                                        traffic_step=True)
 
-    def _build_then_record(self, build: Callable[[BuildLog], Any], clean: Callable[[str], str],
-                           sink: LineSink, *, failed_function: Callable[[], str | None],
+    def _build_then_record(self, build: Callable[[BuildLog], BuiltFunction], clean: Clean, sink: LineSink, *,
+                           failed_function: Callable[[], str | None],
                            traffic_override: TrafficOverride | None = None, expected_name: str | None = None,
                            traffic_step: bool = False) -> DeployResult:
         from revisions.builder import BuildError
@@ -189,47 +137,59 @@ class DeployService:
             try:
                 built = build(log)
             except BuildError as exc:
-                function = failed_function()
-                reason = clean(str(exc))
-                message = reason if reason.startswith("build failed") else f"build failed: {reason}"
-                # A manifest that names no function (unreadable, refused YAML) is no function's history:
-                # the uploader has the whole answer, and the registry stays as it was.
-                if function is not None:
-                    self.registry.record_build_failure(function, message)
-                return DeployResult("failed", message, function=function, http_status=400,
-                                    log=[clean(line) for line in log.lines])
+                return self._build_failed(failed_function(), clean(str(exc)), log, clean)
             try:
-                if expected_name is not None and built.name != expected_name:
-                    raise _Refusal(f"{MANIFEST_FILE} names the function '{built.name}', but this is the "
-                                   f"repository of '{expected_name}': push it to {built.name}.git instead")
-                manifest = apply_traffic_override(built.manifest, traffic_override)
-                with log.step("traffic") if traffic_step else contextlib.nullcontext() as step:
-                    outcome = self.registry.record_deploy(
-                        built.name, digest=built.digest, manifest=manifest, files=built.files,
-                        build_log=clean(log.text()), smoke=built.smoke,
-                    )
-                    if step is not None:
-                        step.detail = _describe_outcome(outcome)
-            except ValueError as exc:  # TrafficError or _Refusal: the deploy cannot apply
-                refused = exc if isinstance(exc, _Refusal) else f"deploy refused: {exc}"
-                function = expected_name or built.name
-                self.registry.record_build_failure(function, str(refused))
-                if not built.already_stored:  # stored for nothing: collect it once no build needs it
-                    with self._gc_lock:
-                        self._pending_gc.add(built.digest)
-                return DeployResult("failed", str(refused), function=function, digest=built.digest,
-                                    http_status=400, log=[clean(line) for line in log.lines])
+                outcome = self._record(built, log, clean, traffic_override, expected_name, traffic_step)
+            except ValueError as exc:  # TrafficError or DeployRefused: the deploy cannot apply
+                return self._refused(built, exc, expected_name or built.name, log, clean)
             if outcome.status == "created":
-                removal = self.registry.apply_retention(built.name, self.keep_unrouted)
-                for name in removal.revisions:
-                    log.info(f"retention: deleted unrouted revision {name}")
-                with self._gc_lock:
-                    self._pending_gc.update(removal.unused_digests)
+                self._apply_retention(built.name, log)
             return DeployResult.from_outcome(outcome, [clean(line) for line in log.lines])
         finally:
             with self._gc_lock:
                 self._builds_in_flight -= 1
                 self._collect_locked()
+
+    def _record(self, built: BuiltFunction, log: BuildLog, clean: Clean, traffic_override: TrafficOverride | None,
+                expected_name: str | None, traffic_step: bool) -> DeployOutcome:
+        """Record a built function as a revision: one registry transaction."""
+        if expected_name is not None and built.name != expected_name:
+            raise DeployRefused(f"{MANIFEST_FILE} names the function '{built.name}', but this is the "
+                                f"repository of '{expected_name}': push it to {built.name}.git instead")
+        manifest = apply_traffic_override(built.manifest, traffic_override)
+        with log.step("traffic") if traffic_step else contextlib.nullcontext() as step:
+            outcome = self.registry.record_deploy(
+                built.name, digest=built.digest, manifest=manifest, files=built.files,
+                build_log=clean(log.text()), smoke=built.smoke,
+            )
+            if step is not None:
+                step.detail = describe_outcome(outcome)
+        return outcome
+
+    def _apply_retention(self, function: str, log: BuildLog) -> None:
+        removal = self.registry.apply_retention(function, self.keep_unrouted)
+        for name in removal.revisions:
+            log.info(f"retention: deleted unrouted revision {name}")
+        with self._gc_lock:
+            self._pending_gc.update(removal.unused_digests)
+
+    def _build_failed(self, function: str | None, reason: str, log: BuildLog, clean: Clean) -> DeployResult:
+        message = reason if reason.startswith("build failed") else f"build failed: {reason}"
+        # A manifest that names no function (unreadable, refused YAML) is no function's history:
+        # the uploader has the whole answer, and the registry stays as it was.
+        if function is not None:
+            self.registry.record_build_failure(function, message)
+        return DeployResult("failed", message, function=function, log=[clean(line) for line in log.lines])
+
+    def _refused(self, built: BuiltFunction, exc: ValueError, function: str, log: BuildLog,
+                 clean: Clean) -> DeployResult:
+        message = str(exc) if isinstance(exc, DeployRefused) else f"deploy refused: {exc}"
+        self.registry.record_build_failure(function, message)
+        if not built.already_stored:  # stored for nothing: collect it once no build needs it
+            with self._gc_lock:
+                self._pending_gc.add(built.digest)
+        return DeployResult("failed", message, function=function, digest=built.digest,
+                            log=[clean(line) for line in log.lines])
 
     # ---------------------------------------------------------------------------------------- delete
 
@@ -293,44 +253,6 @@ class DeployService:
         self._builds.shutdown(wait=False, cancel_futures=True)
 
 
-def apply_traffic_override(manifest: FunctionManifest, override: TrafficOverride | None) -> FunctionManifest:
-    """The manifest with its traffic policy overridden for one deploy; ValueError names the rule broken.
-
-    Only the policy recorded with the deploy changes: the digest (the revision's identity) stays that
-    of the function as written, so `-o traffic=10` on unchanged content is still "unchanged".
-    """
-    if not override:
-        return manifest
-    try:
-        policy = Traffic.model_validate({**manifest.traffic.model_dump(), **dict(override)})
-    except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise _Refusal(f"traffic override refused: {detail}") from None
-    if policy.percent == 0 and policy.tag is None:
-        raise _Refusal("traffic override refused: traffic=0 needs a tag (e.g. -o tag=canary), "
-                       "or the new revision is unreachable")
-    return manifest.model_copy(update={"traffic": policy})
-
-
-def _describe_outcome(outcome: DeployOutcome) -> str:
-    name = outcome.revision.name
-    if outcome.status != "created":
-        return f"content unchanged (same as {name}); route left as it is"
-    now = describe_split(outcome.route.targets) if outcome.route else "(no route)"
-    if outcome.rollout is not None:
-        rollout = outcome.rollout
-        return f"rolling {name} out to {rollout.target_percent}% over {rollout.duration:g} s; now {now}"
-    return now
-
-
-class _Refusal(ValueError):
-    """A built function this deploy must not record (wrong repository, unusable traffic override)."""
-
-
-def _scrub_git_export(text: str) -> str:
-    return _GIT_EXPORT_DIR.sub(lambda m: "" if m.group(1) == "/" else ".", text)
-
-
 def _peek_function_name(source_dir: Path) -> str | None:
     """The function's name, to pick its lock; a broken manifest is the build's to report."""
     # Read with the manifest's own bounded reader (size cap, no YAML aliases): this runs before the build.
@@ -349,19 +271,3 @@ def _peek_function_name(source_dir: Path) -> str | None:
         return check_dns1035(name) if isinstance(name, str) else None
     except ValueError:
         return None
-
-
-class _PathScrubber:
-    """Build messages name files relative to the function directory, never the server's scratch path."""
-
-    def __init__(self, source_dir: Path):
-        root = str(Path(source_dir))
-        self._prefixes = [(root + "/", ""), (root, ".")]
-        resolved = str(Path(source_dir).resolve())
-        if resolved != root:
-            self._prefixes[:0] = [(resolved + "/", ""), (resolved, ".")]
-
-    def __call__(self, text: str) -> str:
-        for prefix, replacement in self._prefixes:
-            text = text.replace(prefix, replacement)
-        return text
