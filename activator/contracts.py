@@ -49,7 +49,7 @@ class RevisionStats:
 
 
 class RouteResolver(Protocol):
-    """Function/tag -> revision lookups; implemented over the registry's route table by the lead."""
+    """Function/tag -> revision lookups; zeroserve/dataplane.py implements it over the registry's route table."""
 
     def has_function(self, function: str) -> bool: ...
 

@@ -1,7 +1,8 @@
 """Prometheus metrics of the activator, kept as plain counters and rendered only when scraped.
 
 The hot path does a dict increment and a bisect per request; `prometheus_client` objects (and their
-locks) are built at scrape time by a custom collector the lead mounts at /metrics.
+locks) are built at scrape time by a custom collector that the composition root (zeroserve/up.py,
+`MetricsEndpoint`) serves at /metrics.
 """
 
 from __future__ import annotations

@@ -31,7 +31,9 @@ def serve(
 
 
 @app.command()
-def quickstart(port: int = typer.Option(8080, "--port")) -> None:
+def quickstart(port: int | None = typer.Option(
+        None, "--port", help="TCP port (0: any free port) [env ZEROSERVE_PORT; default 8080]",
+        show_default=False)) -> None:
     """What `make run` starts: the example function, with its URL and a working curl command."""
     from zeroserve.quickstart import run_quickstart
 

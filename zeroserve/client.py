@@ -13,12 +13,17 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+from zeroserve.datadir import DEFAULT_DATA_DIR, TOKEN_FILE
 
-from zeroserve.settings import DEFAULT_DATA_DIR, TOKEN_FILE
+# httpx and ssl are imported when a client is created, not with this module: `zeroserve --help` and the
+# commands that never call the platform must not pay for them (tests/control/test_cli_imports.py).
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 API = "/api/v1"
@@ -53,10 +58,12 @@ def resolve_token(token: str | None, data_dir: str | Path | None = None) -> str 
 class ControlClient:
     def __init__(self, server: str, token: str | None, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None):
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.server = server.rstrip("/")
         self._http = httpx.Client(base_url=self.server + API, headers=headers, timeout=timeout,
-                                  transport=transport)
+                                  transport=transport, verify=_tls_verification(self.server))
 
     @classmethod
     def from_env(cls, server: str | None = None, token: str | None = None,
@@ -151,6 +158,8 @@ class ControlClient:
     # ------------------------------------------------------------------------------------ transport
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -171,6 +180,8 @@ class _LineStream:
         self._context: Any = None
 
     def __enter__(self) -> Iterator[dict[str, Any]]:
+        import httpx
+
         http = self._client._http
         try:
             self._context = http.stream(self._method, self._path, timeout=httpx.Timeout(self._timeout, connect=10),
@@ -186,6 +197,8 @@ class _LineStream:
         return self._lines(response)
 
     def _lines(self, response: httpx.Response) -> Iterator[dict[str, Any]]:
+        import httpx
+
         try:
             for line in response.iter_lines():
                 if line.strip():
@@ -196,6 +209,20 @@ class _LineStream:
     def __exit__(self, *exc: object) -> None:
         if self._context is not None:
             self._context.__exit__(*exc)
+
+
+def _tls_verification(server: str) -> ssl.SSLContext | bool:
+    """Certificate checks for `server`: the CA bundle for https; none to load for plain http.
+
+    Loading the CA bundle costs every CLI command tens of milliseconds, and a plain-http platform never
+    uses it (requests go to relative paths, redirects are not followed). Its context trusts no CA, so any
+    TLS connection it might still make fails verification instead of passing unverified.
+    """
+    import ssl
+
+    if server.lower().startswith("http://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return True
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -21,7 +21,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import typer
 
-from protocol.manifest import check_dns1035
 from zeroserve.client import resolve_server, resolve_token
 from zeroserve.commands.connection import DataOption, ServerOption, TokenOption, console, fail
 
@@ -46,6 +45,8 @@ def init(
     data: DataOption = None,
 ) -> None:
     """Scaffold a function repository (function.yaml, model or handler, sample, README) and its remote."""
+    from protocol.manifest import check_dns1035  # pydantic: only when the command runs, not for --help
+
     try:
         check_dns1035(name, "function name")
     except ValueError as exc:

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 
-from revisions.traffic import parse_assignment, parse_percents
 from zeroserve.commands.connection import (
     DataOption,
     JsonOption,
@@ -45,6 +44,9 @@ def traffic(
     server: ServerOption = None, token: TokenOption = None, data: DataOption = None, as_json: JsonOption = False,
 ) -> None:
     """Show or change how a function's requests split between revisions."""
+    # revisions.traffic imports the manifest model (pydantic): only when the command runs, not for --help.
+    from revisions.traffic import parse_assignment, parse_percents
+
     with reported_errors():
         percents = parse_percents(split) if split else None
         tags = dict(parse_assignment(t, "TAG=REVISION (e.g. canary=iris-00002)") for t in tag or [])
