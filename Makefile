@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint bench clean
+.PHONY: run test check lint typecheck bench clean
 
 # Stamps record what was installed, so `make test` after `make run` adds the dev extra only.
 $(VENV)/.installed-run: pyproject.toml
@@ -20,11 +20,18 @@ $(VENV)/.installed-dev: pyproject.toml
 run: $(VENV)/.installed-run
 	$(VENV)/bin/zeroserve quickstart
 
-test: $(VENV)/.installed-dev
+# The checks a reviewer makes come first: a lint or type error fails `make test` before the suite runs.
+test: $(VENV)/.installed-dev check
 	$(PY) -m pytest -q
+
+check: lint typecheck
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 
+# Packages and strictness are in pyproject.toml ([tool.mypy]).
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

@@ -3,9 +3,8 @@
 from activator.app import Activator
 from activator.breaker import Breaker, PendingFailed, QueueFull
 from activator.contracts import ReplicaEndpoint, RevisionSettings, RevisionStats, RouteResolver
-from activator.dispatch import HostDispatcher
 
 __all__ = [
-    "Activator", "Breaker", "HostDispatcher", "PendingFailed", "QueueFull", "ReplicaEndpoint",
+    "Activator", "Breaker", "PendingFailed", "QueueFull", "ReplicaEndpoint",
     "RevisionSettings", "RevisionStats", "RouteResolver",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import random
 import time
@@ -35,6 +34,7 @@ from activator.proxy import (
 from activator.routing import RouteError, resolve_label, target_of
 from activator.stats import ConcurrencyMeter
 from activator.throttler import ReplicaTracker, RevisionThrottler
+from protocol.asgi import Receive, Scope, Send, send_json_error, serve_lifespan
 
 log = logging.getLogger("zeroserve.activator")
 
@@ -80,7 +80,7 @@ class Activator:
         self.metrics = ActivatorCollector(self._metric_rows)
         self.metrics_registry = registry_with(self.metrics)
 
-    # -- the lead's interface ---------------------------------------------------------------
+    # -- what the platform wiring (zeroserve/dataplane.py) calls --------------------------------
 
     def set_endpoints(self, revision: str, endpoints: list[ReplicaEndpoint]) -> None:
         """Replace the ready replicas of `revision`; capacity and waiting requests follow at once."""
@@ -126,45 +126,35 @@ class Activator:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self.close)
         else:  # websockets are not part of the function URL contract
             await send({"type": "websocket.close", "code": 1003})
 
-    async def _lifespan(self, receive: Callable, send: Callable) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             target = target_of(scope, self.domain)
             function, tag = resolve_label(self._resolver, target.label)
         except RouteError as error:
-            await send_error(send, error.status, error.message)
+            await send_json_error(send, error.status, error.message)
             return
         revision = self._resolver.pick(function, tag, self._rng())
         if revision is None:
-            await send_error(send, 503, f"function '{function}' has no revision receiving traffic")
+            await send_json_error(send, 503, f"function '{function}' has no revision receiving traffic")
             return
         try:
             state = self._revision(revision)
         except LookupError:
-            await send_error(send, 404, f"revision '{revision}' of function '{function}' not found")
+            await send_json_error(send, 404, f"revision '{revision}' of function '{function}' not found")
             return
         if state.settings.token is not None and not _authorized(scope, state.settings.token):
-            await send_error(send, 401, f"function '{function}' requires 'Authorization: Bearer <token>' "
-                             "(its function.yaml says auth: token)",
-                             [(b"www-authenticate", b'Bearer realm="zeroserve"')])
+            await send_json_error(send, 401, f"function '{function}' requires 'Authorization: Bearer <token>' "
+                                  "(its function.yaml says auth: token)",
+                                  [(b"www-authenticate", b'Bearer realm="zeroserve"')])
             return
         loop = asyncio.get_running_loop()
         arrived = loop.time()
@@ -176,8 +166,8 @@ class Activator:
             state.meter.depart(self._clock())
             state.counters.count_response(status)
 
-    async def _serve(self, state: _Revision, scope: dict, raw_path: bytes, prefix: bytes,
-                     receive: Callable, send: Callable, arrived: float) -> int:
+    async def _serve(self, state: _Revision, scope: Scope, raw_path: bytes, prefix: bytes,
+                     receive: Receive, send: Send, arrived: float) -> int:
         settings = state.settings
         throttler = state.throttler
         deadline = arrived + settings.timeout_seconds
@@ -188,26 +178,26 @@ class Activator:
         retry = False
         while True:
             if self._closed:
-                return await send_error(send, 503, "the activator is shutting down", state.header)
+                return await send_json_error(send, 503, "the activator is shutting down", state.header)
             if not throttler.routable and throttler.queue_depth == 0:
                 self._poke(state.name)
             try:
                 tracker = await throttler.acquire(deadline, retry=retry)
             except QueueFull:
-                return await send_error(
+                return await send_json_error(
                     send, 503,
                     f"revision '{state.name}' has {settings.queue_limit} requests waiting already; "
                     "retry later",
                     [*state.header, (b"retry-after", RETRY_AFTER_SECONDS)],
                 )
             except TimeoutError:
-                return await send_error(
+                return await send_json_error(
                     send, 504,
                     f"revision '{state.name}' had no free replica within {settings.timeout_seconds:g}s",
                     state.header,
                 )
             except PendingFailed as error:
-                return await send_error(send, 503, error.message, state.header)
+                return await send_json_error(send, 503, error.message, state.header)
             unreachable = False
             try:
                 return await self._forward(state, tracker, scope, target, headers, body, receive, send,
@@ -220,16 +210,21 @@ class Activator:
             finally:
                 throttler.release(tracker, unreachable=unreachable)
 
-    async def _forward(self, state: _Revision, tracker: ReplicaTracker[ReplicaClient], scope: dict,
+    async def _forward(self, state: _Revision, tracker: ReplicaTracker[ReplicaClient], scope: Scope,
                        target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody | None,
-                       receive: Callable, send: Callable, arrived: float, deadline: float) -> int:
+                       receive: Receive, send: Send, arrived: float, deadline: float) -> int:
         try:
             response = await send_upstream(tracker.client, scope["method"], target, headers, body, deadline)
         except ReplicaFailed as error:
+            if error.status == 502:
+                # The replica dropped a connection before answering: it crashed or is being killed. Its other
+                # pooled connections have not told us yet; sending the next requests over them would lose
+                # those too, while a new connection to a dead replica is refused and retried elsewhere.
+                tracker.client.discard_idle()
             state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
             message = (f"replica {tracker.replica_id} of revision '{state.name}' {error.message}"
                        + (f" (timeout {state.settings.timeout_seconds:g}s)" if error.status == 504 else ""))
-            return await send_error(send, error.status, message, state.header)
+            return await send_json_error(send, error.status, message, state.header)
         except ClientGone:
             return CLIENT_CLOSED
         state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
@@ -276,23 +271,10 @@ def _client_for(endpoint: ReplicaEndpoint) -> ReplicaClient:
     return ReplicaClient(endpoint.socket_path)
 
 
-def _authorized(scope: dict, token: str) -> bool:
+def _authorized(scope: Scope, token: str) -> bool:
     expected = b"bearer " + token.encode()
     for name, value in scope["headers"]:
         if name == b"authorization":
             # Constant-time, so response timing does not reveal how much of a guess was right.
             return hmac.compare_digest(value[:7].lower() + value[7:], expected)
     return False
-
-
-async def send_error(send: Callable, status: int, message: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> int:
-    body = json.dumps({"error": message}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    *(headers or [])],
-    })
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-    return status

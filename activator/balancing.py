@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class Loaded(Protocol):
     in_flight: int
 
 
+# A policy hands back one of the replicas it was given, of the caller's own type.
+Replica = TypeVar("Replica", bound=Loaded)
+
+
 class Policy(Protocol):
-    def __call__(self, replicas: Sequence[Loaded]) -> Loaded | None: ...
+    def __call__(self, replicas: Sequence[Replica]) -> Replica | None: ...
 
 
 class FirstAvailable:
@@ -25,7 +29,7 @@ class FirstAvailable:
     def __init__(self, container_concurrency: int):
         self.container_concurrency = container_concurrency
 
-    def __call__(self, replicas: Sequence[Loaded]) -> Loaded | None:
+    def __call__(self, replicas: Sequence[Replica]) -> Replica | None:
         for replica in replicas:
             if replica.in_flight < self.container_concurrency:
                 return replica
@@ -39,7 +43,7 @@ class RoundRobin:
         self.container_concurrency = container_concurrency
         self._next = 0
 
-    def __call__(self, replicas: Sequence[Loaded]) -> Loaded | None:
+    def __call__(self, replicas: Sequence[Replica]) -> Replica | None:
         count = len(replicas)
         for step in range(count):
             index = (self._next + step) % count
@@ -55,7 +59,7 @@ class PowerOfTwoChoices:
     def __init__(self, rng: Callable[[], float] = random.random):
         self._rng = rng
 
-    def __call__(self, replicas: Sequence[Loaded]) -> Loaded | None:
+    def __call__(self, replicas: Sequence[Replica]) -> Replica | None:
         count = len(replicas)
         if count <= 1:
             return replicas[0] if count else None

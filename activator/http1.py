@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterable
+from typing import cast
 
 import httptools
 
@@ -38,7 +39,7 @@ class Response:
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], connection: _Connection):
         self.status = status
         self.headers = headers
-        self._connection = connection
+        self._connection: _Connection | None = connection  # None once released
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._done = False
@@ -65,13 +66,13 @@ class Response:
                 self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._buffered < HIGH_WATER // 2:
+        if self._buffered < HIGH_WATER // 2 and self._connection is not None:
             self._connection.resume_reading()
         return chunk
 
     def release(self) -> None:
         """Give the connection back to the pool if the exchange finished cleanly, else close it."""
-        connection, self._connection = self._connection, None  # type: ignore[assignment]
+        connection, self._connection = self._connection, None
         if connection is None:
             return
         writer = self._writer
@@ -150,7 +151,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport is a Transport
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -261,29 +262,30 @@ class ReplicaClient:
         connection = await self._checkout()
         head = connection.start(head_request=method == b"HEAD")
         try:
-            streamed = body is not None and not isinstance(body, bytes)
+            whole = body if isinstance(body, bytes) else None
+            stream = None if body is None or isinstance(body, bytes) else body
             has_length = body is not None and any(name == b"content-length" for name, _ in headers)
             lines = [method, b" ", target, b" HTTP/1.1\r\n"]
             for name, value in headers:
                 lines += (name, b": ", value, b"\r\n")
-            chunked = streamed and not has_length
+            chunked = stream is not None and not has_length
             if chunked:
                 lines.append(b"transfer-encoding: chunked\r\n")
-            elif body is not None and not has_length:
-                lines.append(b"content-length: %d\r\n" % len(body))  # type: ignore[arg-type]
+            elif whole is not None and not has_length:
+                lines.append(b"content-length: %d\r\n" % len(whole))
             lines.append(b"\r\n")
-            if body is not None and not streamed:
-                lines.append(body)  # type: ignore[arg-type]
+            if whole is not None:
+                lines.append(whole)
             assert connection.transport is not None
             connection.transport.write(b"".join(lines))
-            if not streamed:
+            if stream is None:
                 return await head
-            writer = asyncio.ensure_future(_send_body(connection, body, chunked))  # type: ignore[arg-type]
+            writer = asyncio.ensure_future(_send_body(connection, stream, chunked))
             try:
                 # The replica may answer before it read the whole body; a failing body stops the wait.
                 await asyncio.wait((head, writer), return_when=asyncio.FIRST_COMPLETED)
-                if writer.done() and writer.exception() is not None:
-                    raise writer.exception()  # type: ignore[misc]
+                if writer.done() and (failure := writer.exception()) is not None:
+                    raise failure
                 response = await head
             except BaseException:
                 writer.cancel()
@@ -298,6 +300,11 @@ class ReplicaClient:
 
     async def close(self) -> None:
         self._closed = True
+        self.discard_idle()
+
+    def discard_idle(self) -> None:
+        """Close the pooled idle connections: after one of them failed, the rest share its fate
+        (a killed replica's sockets), and a fresh connect tells at once whether it still listens."""
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from activator.http1 import ReplicaClient, ReplicaUnreachable, Response, UpstreamError
+from protocol.asgi import Scope
 
 __all__ = ["ClientGone", "ReplicaClient", "ReplicaFailed", "ReplicaUnreachable", "RequestBody",
            "relay_response", "replica_target", "request_content_length", "request_headers", "send_upstream"]
@@ -85,7 +86,7 @@ class RequestBody:
                 return
 
 
-def request_headers(scope: dict, prefix: bytes, *, drop_authorization: bool = False) -> list[tuple[bytes, bytes]]:
+def request_headers(scope: Scope, prefix: bytes, *, drop_authorization: bool = False) -> list[tuple[bytes, bytes]]:
     """The client's headers minus hop-by-hop ones, plus x-forwarded-* describing the original request.
 
     With `drop_authorization` the platform token a protected function was called with stays here:
@@ -128,7 +129,7 @@ def replica_target(raw_path: bytes, query_string: bytes) -> bytes:
     return raw_path + b"?" + query_string if query_string else raw_path
 
 
-def request_content_length(scope: dict) -> tuple[bool, int | None]:
+def request_content_length(scope: Scope) -> tuple[bool, int | None]:
     """(has a body, its declared length)."""
     length: int | None = None
     chunked = False

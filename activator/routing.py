@@ -4,6 +4,7 @@
   http://<any host>/fn/<fn>/...     http://<any host>/fn/<tag>-<fn>/... (prefix stripped)
 
 A label like `canary-iris` is a function when one has exactly that name, else tag `canary` of `iris`.
+The scheme itself (building, reading and bounding labels) is `protocol.function_urls`'.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from urllib.parse import unquote
 
 from activator.contracts import RouteResolver
 from protocol.asgi import Scope
+from protocol.function_urls import PATH_PREFIX, host_label, label_splits, path_label
 from protocol.manifest import check_dns1035
 
-FN_PREFIX = b"/fn/"
+__all__ = ["RouteError", "Target", "host_header", "host_label", "is_function_request", "resolve_label",
+           "target_of"]
 
 
 class RouteError(Exception):
@@ -41,28 +44,10 @@ def host_header(headers: list[tuple[bytes, bytes]]) -> bytes:
     return b""
 
 
-def host_label(host: bytes, domain: str) -> str | None:
-    """`iris` for Host `iris.localhost:8080` with domain `localhost`; None when not a function host."""
-    name = host.decode("latin-1").lower()
-    if name.startswith("["):  # an IPv6 literal is never a function host
-        return None
-    head, colon, port = name.rpartition(":")
-    if colon and port.isdigit():
-        name = head
-    name = name.rstrip(".")
-    suffix = "." + domain
-    if not name.endswith(suffix):
-        return None
-    label = name[: -len(suffix)]
-    if not label or "." in label:
-        return None
-    return label
-
-
 def is_function_request(scope: Scope, domain: str) -> bool:
     """Whether the activator serves this request (cheap: no registry lookups)."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    return raw_path.startswith(FN_PREFIX) or host_label(host_header(scope["headers"]), domain) is not None
+    return raw_path.startswith(PATH_PREFIX) or host_label(host_header(scope["headers"]), domain) is not None
 
 
 def target_of(scope: Scope, domain: str) -> Target:
@@ -71,12 +56,13 @@ def target_of(scope: Scope, domain: str) -> Target:
     label = host_label(host_header(scope["headers"]), domain)
     if label is not None:
         return Target(label=label, raw_path=raw_path, prefix=b"")
-    if raw_path.startswith(FN_PREFIX):
-        segment, slash, rest = raw_path[len(FN_PREFIX):].partition(b"/")
+    by_path = path_label(raw_path)
+    if by_path is not None:
+        segment, function_path = by_path
         label = unquote(segment.decode("latin-1"))
         if not label:
             raise RouteError(404, "the path names no function: use /fn/<function>/...")
-        return Target(label=label, raw_path=slash + rest or b"/", prefix=FN_PREFIX + segment)
+        return Target(label=label, raw_path=function_path, prefix=PATH_PREFIX + segment)
     raise RouteError(
         404,
         f"no function in host or path: use http://<function>.{domain}/ or /fn/<function>/",
@@ -93,11 +79,8 @@ def resolve_label(resolver: RouteResolver, label: str) -> tuple[str, str | None]
     except ValueError as exc:
         raise RouteError(400, f"{exc} (function URLs name '<function>' or '<tag>-<function>')") from None
     unknown_tag: tuple[str, str] | None = None
-    for index, char in enumerate(label):
-        if char != "-":
-            continue
-        tag, function = label[:index], label[index + 1:]
-        if tag and function and resolver.has_function(function):
+    for tag, function in label_splits(label):
+        if resolver.has_function(function):
             if resolver.has_tag(function, tag):
                 return function, tag
             unknown_tag = unknown_tag or (function, tag)

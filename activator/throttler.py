@@ -158,7 +158,7 @@ class RevisionThrottler(Generic[Client]):
             tracker = self._pick(self._routable)
             if tracker is not None:
                 tracker.in_flight += 1
-                return tracker  # type: ignore[return-value]
+                return tracker
             # Granted under a capacity that has since shrunk: queue again, at the front.
             self.breaker.release()
             await self.breaker.acquire(deadline, front=True)

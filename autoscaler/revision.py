@@ -60,6 +60,7 @@ class RevisionAutoscaler:
 
     @classmethod
     def for_manifest(cls, manifest: FunctionManifest, *, now: float, **options: object) -> RevisionAutoscaler:
+        # `options` are __init__'s keyword arguments, passed through (a TypedDict would repeat them all).
         return cls(manifest.scaling, manifest.concurrency, now=now, **options)  # type: ignore[arg-type]
 
     @property

@@ -27,9 +27,6 @@ from functions.http import (
     JSON_TYPE,
     ClientDisconnected,
     Headers,
-    Receive,
-    Scope,
-    Send,
     header,
     read_body,
     send_json,
@@ -38,6 +35,7 @@ from functions.http import (
 from functions.loaders import LoadedFunction, load_function
 from functions.runner import ModelRunner
 from functions.validation import check_inputs, check_produced_outputs, check_requested_outputs
+from protocol.asgi import Receive, Scope, Send, send_json_error, serve_lifespan
 from protocol.inference_errors import (
     InferenceError,
     MethodNotAllowed,
@@ -56,7 +54,6 @@ from protocol.v1 import (
 )
 from protocol.v2 import (
     BINARY_EXTENSION,
-    ErrorResponse,
     ModelMetadataResponse,
     ModelReadyResponse,
     ServerLiveResponse,
@@ -111,20 +108,13 @@ class FunctionApp:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self._shutdown)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.ready = False
-                self.runner.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _shutdown(self) -> None:
+        self.ready = False
+        self.runner.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -143,15 +133,14 @@ class FunctionApp:
             if exc.status >= 500 and not isinstance(exc, (Unavailable, Unsupported)):
                 request_id = uuid.uuid4().hex[:12]
                 log.error("request %s %s %s: %s", request_id, scope["method"], scope["path"], exc.message)
-                await self._send_message(send, exc.status, ErrorResponse(error=f"{exc.message} (request id "
-                                                                         f"{request_id})"), headers)
+                await send_json_error(send, exc.status, f"{exc.message} (request id {request_id})", headers)
                 return
-            await self._send_message(send, exc.status, ErrorResponse(error=exc.message), headers)
+            await send_json_error(send, exc.status, exc.message, headers)
         except Exception:
             request_id = uuid.uuid4().hex[:12]
             log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
-            await self._send_message(send, 500, ErrorResponse(
-                error=f"internal error serving model '{self.model}' (request id {request_id})"))
+            await send_json_error(send, 500, f"internal error serving model '{self.model}' (request id {request_id})",
+                                  self._extra_headers)
 
     # --- routing -------------------------------------------------------------------------------------
 

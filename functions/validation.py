@@ -7,7 +7,7 @@ these checks: their own `predict` is the judge.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -64,6 +64,6 @@ def _shape_fits(shape: tuple[int, ...], declared: list[int]) -> bool:
     return len(shape) == len(declared) and all(d in (-1, s) for s, d in zip(shape, declared, strict=True))
 
 
-def _names(names: object) -> str:
-    listed = ", ".join(f"'{n}'" for n in names)  # type: ignore[attr-defined]
+def _names(names: Iterable[object]) -> str:
+    listed = ", ".join(f"'{n}'" for n in names)
     return listed or "none"

@@ -66,11 +66,11 @@ def render_chart(timeline: Timeline, path: Path, title: str) -> Path:
     ax_replicas.yaxis.get_major_locator().set_params(integer=True)
     ax_replicas.legend(loc="upper right")
 
-    ax_concurrency.plot(sample_t, [s.stable_concurrency for s in samples], color="#264653",
+    ax_concurrency.plot(sample_t, [s.stable_value for s in samples], color="#264653",
                         label="stable window")
-    ax_concurrency.plot(sample_t, [s.panic_concurrency for s in samples], color="#e9c46a",
+    ax_concurrency.plot(sample_t, [s.panic_value for s in samples], color="#e9c46a",
                         label="panic window")
-    ax_concurrency.set_ylabel("concurrency")
+    ax_concurrency.set_ylabel("requests/s (rps)" if samples and samples[-1].metric == "rps" else "concurrency")
     ax_concurrency.set_ylim(bottom=0)
     ax_concurrency.set_xlabel("seconds since the load started")
     ax_concurrency.legend(loc="upper right")
@@ -100,7 +100,7 @@ def render_chart(timeline: Timeline, path: Path, title: str) -> Path:
 def _legend(extra: list[Patch], *axes: plt.Axes) -> None:
     """One legend for the load panel's two y axes, plus the panic shading that spans every panel."""
     handles: list = list(extra)
-    labels = [h.get_label() for h in extra]
+    labels = [str(h.get_label()) for h in extra]
     for ax in axes:
         h, lab = ax.get_legend_handles_labels()
         handles += h

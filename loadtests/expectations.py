@@ -57,9 +57,10 @@ def _count(value: object) -> int:
 
 
 def _replicas(value: object) -> int:
-    if _count(value) < 1:
+    count = _count(value)
+    if count < 1:
         raise ValueError(f"must be at least 1 (got {value!r})")
-    return int(value)  # type: ignore[call-overload]
+    return count
 
 
 def _positive(value: object) -> float:

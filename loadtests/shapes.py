@@ -25,7 +25,8 @@ Tick = tuple[int, float]
 
 
 class LoadShape(Protocol):
-    duration: float
+    @property
+    def duration(self) -> float: ...  # read-only: the shapes are frozen dataclasses
 
     def tick(self, run_time: float) -> Tick | None: ...
 

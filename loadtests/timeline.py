@@ -21,7 +21,7 @@ MIN_TICK_INTERVAL = 0.5
 
 TIMELINE_COLUMNS = (
     "t_s", "time", "users", "rps", "failures_per_s", "p50_ms", "p95_ms", "ready", "desired", "starting",
-    "panicking", "stable_concurrency", "panic_concurrency", "queue_depth", "in_flight",
+    "panicking", "metric", "stable_value", "panic_value", "queue_depth", "in_flight",
 )
 
 
@@ -32,10 +32,13 @@ class ScaleSample:
     desired: int
     starting: int
     panicking: bool
-    stable_concurrency: float
-    panic_concurrency: float
+    # What the autoscaler averages over its stable and panic windows: `metric` (the function.yaml's
+    # scaling.metric) in flight for "concurrency", per second for "rps".
+    stable_value: float
+    panic_value: float
     queue_depth: int
     in_flight: int
+    metric: str = "concurrency"
 
     @classmethod
     def from_status(cls, status: dict[str, Any], time: float) -> ScaleSample:
@@ -47,9 +50,9 @@ class ScaleSample:
 
         return cls(time=time, ready=int(total("ready")), desired=int(total("desired")),
                    starting=int(total("starting")), panicking=any(r.get("panicking") for r in revisions),
-                   stable_concurrency=total("stable_concurrency"),
-                   panic_concurrency=total("panic_concurrency"),
-                   queue_depth=int(total("queue_depth")), in_flight=int(total("in_flight")))
+                   stable_value=total("stable_value"), panic_value=total("panic_value"),
+                   queue_depth=int(total("queue_depth")), in_flight=int(total("in_flight")),
+                   metric=str(revisions[0].get("metric") or "concurrency") if revisions else "concurrency")
 
     @property
     def at_zero(self) -> bool:
@@ -223,8 +226,9 @@ class Timeline:
                 "p50_ms": _blank(point.p50_ms if point else None),
                 "p95_ms": _blank(point.p95_ms if point else None),
                 "ready": sample.ready, "desired": sample.desired, "starting": sample.starting,
-                "panicking": int(sample.panicking), "stable_concurrency": round(sample.stable_concurrency, 3),
-                "panic_concurrency": round(sample.panic_concurrency, 3), "queue_depth": sample.queue_depth,
+                "panicking": int(sample.panicking), "metric": sample.metric,
+                "stable_value": round(sample.stable_value, 3), "panic_value": round(sample.panic_value, 3),
+                "queue_depth": sample.queue_depth,
                 "in_flight": sample.in_flight,
             })
         return rows

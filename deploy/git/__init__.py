@@ -6,14 +6,16 @@ deploy service's `deploy_git`. `webhook` verifies GitHub-style push events and f
 they name, for the same deploy path.
 """
 
-from deploy.git.push import GitDeployer, PushReceiver
+from pathlib import Path
+
+from deploy.git.push import FunctionUrls, GitDeployer, PushReceiver
 from deploy.git.push_options import PushOptionError, parse_push_options
 from deploy.git.remote import PREFIX, GitRemote
 from deploy.git.repos import Repositories, RepositoryError
 
 
-def create_git_remote(root, token: str, deployer: GitDeployer, *, deploy_branch: str = "main",
-                      function_urls=None, max_push_bytes: int | None = None) -> GitRemote:
+def create_git_remote(root: Path, token: str, deployer: GitDeployer, *, deploy_branch: str = "main",
+                      function_urls: FunctionUrls | None = None, max_push_bytes: int | None = None) -> GitRemote:
     """The remote as the platform wires it: repositories under `root`, deploys through `deployer`."""
     repos = Repositories(root, deploy_branch)
     pushes = PushReceiver(deployer, repos, function_urls)

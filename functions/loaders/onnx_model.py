@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from functions.loaders.base import LoadedFunction, LoadError
 from functions.metadata import MetadataTensor, ModelMetadata
 from protocol.manifest import Resources
+
+if TYPE_CHECKING:
+    from onnxruntime import NodeArg  # imported when a model loads, not when this module does
 
 log = logging.getLogger("zeroserve.functions")
 
@@ -68,9 +72,9 @@ class OnnxFunction(LoadedFunction):
         return dict(zip(self._output_names, results, strict=True))
 
 
-def _spec(arg: object) -> MetadataTensor:
-    shape = [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in (arg.shape or [])]  # type: ignore[attr-defined]
-    return MetadataTensor(name=arg.name, datatype=_ONNX_DATATYPES[arg.type], shape=shape)  # type: ignore[attr-defined]
+def _spec(arg: NodeArg) -> MetadataTensor:
+    shape = [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in (arg.shape or [])]
+    return MetadataTensor(name=arg.name, datatype=_ONNX_DATATYPES[arg.type], shape=shape)
 
 
 def _texts(array: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@ from tests.polling import wait_for
 from zeroserve.client import ApiError
 
 
-def test_kill_9_mid_deploy_then_restart_keeps_everything(start_platform, tmp_path):
-    gate = tmp_path / "gate"
-    pid_file = tmp_path / "gate.pid"
+def test_kill_9_mid_deploy_then_restart_keeps_everything(start_platform, tmp_path, shared_tmp):
+    gate = shared_tmp / "gate"  # the handler (its own user, when the suite runs as root) reads and writes here
+    pid_file = shared_tmp / "gate.pid"
     first = start_platform()
     try:
         assert run_cli(first, "deploy", str(function_dir(tmp_path, "iris"))).returncode == 0

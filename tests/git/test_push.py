@@ -70,8 +70,8 @@ def test_push_deploys_a_serving_revision_and_moves_traffic_per_policy(platform, 
     assert revision_names(platform, "iris-git") == ["iris-git-00001", "iris-git-00002", "iris-git-00003"]
 
 
-def test_build_log_reaches_the_pusher_while_the_build_runs(platform, tmp_path, streamed_push):
-    gate = tmp_path / "gate"
+def test_build_log_reaches_the_pusher_while_the_build_runs(platform, tmp_path, streamed_push, shared_tmp):
+    gate = shared_tmp / "gate"  # the handler (its own user, when the suite runs as root) reads it
     repo = WorkRepo.from_dir(slow_function_dir(tmp_path, "slow-git", gate, "v1"), tmp_path / "slow-git")
     push = streamed_push(repo, remote_url(platform, "slow-git"))
 
@@ -159,8 +159,8 @@ def test_failed_builds_are_rejected_and_change_nothing(platform, tmp_path):
     assert revision_names(platform, "reject-git") == ["reject-git-00001"]
 
 
-def test_concurrent_pushes_of_one_function_end_consistent(platform, tmp_path, streamed_push):
-    ready = tmp_path / "ready"
+def test_concurrent_pushes_of_one_function_end_consistent(platform, tmp_path, streamed_push, shared_tmp):
+    ready = shared_tmp / "ready"  # gates the handler (its own user, when the suite runs as root) reads
     ready.touch()
     base = WorkRepo.from_dir(slow_function_dir(tmp_path, "race-git", ready, "v0"), tmp_path / "race-base")
     url = remote_url(platform, "race-git")
@@ -170,7 +170,7 @@ def test_concurrent_pushes_of_one_function_end_consistent(platform, tmp_path, st
     second = WorkRepo(tmp_path / "second")
     for clone in (first, second):
         git(tmp_path, "clone", "--quiet", url, str(clone.path))
-    gate = tmp_path / "gate-first"
+    gate = shared_tmp / "gate-first"
     manifest = yaml.safe_load((first.path / "function.yaml").read_text())
     manifest["env"]["GATE"] = str(gate)  # the first push's build waits for this gate
     (first.path / "function.yaml").write_text(yaml.safe_dump(manifest))
