@@ -9,7 +9,8 @@ Steps, each logged and timed (`[n/5] …`, `[n/6]` from git, whose first step is
 2. files     the model, handler module and sample named by the manifest exist inside the directory
 3. smoke     `python -m functions.smoke DIR` in a child process loads the model and runs one
              inference: a model that crashes ONNX Runtime or hangs takes down the child, not the
-             control plane; the child gets a scrubbed environment (no credentials) and a timeout
+             control plane; the child is confined (revisions.smoke_sandbox: scrubbed environment,
+             its own unprivileged user when the platform is root, dies with the platform) and timed
 4. digest    the revision digest (revisions.digest)
 5. store     the artifact is stored under its digest, unless it already is
 
@@ -19,7 +20,6 @@ written to the store unless every earlier step passed, and the store commits ato
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -36,20 +36,19 @@ from protocol.manifest import MANIFEST_FILE, FunctionManifest, ManifestError, lo
 from revisions.archive import ArchiveError, extract_archive_file
 from revisions.build_log import BuildLog
 from revisions.digest import DigestError, FunctionDigest, digest_function, short_digest
+from revisions.smoke_sandbox import (
+    CHILD_MODULE,
+    SmokeSandbox,
+    launch_environment,
+    smoke_identity,
+    smoke_request,
+    smoke_workspace,
+)
 from revisions.store import ArtifactError, ArtifactStore
 
 FUNCTION_BUILD_STEPS = 5
 GIT_BUILD_STEPS = FUNCTION_BUILD_STEPS + 1
-SMOKE_MODULE = "functions.smoke"
 _CHILD_OUTPUT_TAIL = 2000
-# What a smoke child inherits: enough to find Python, its packages, locale and accelerators, and
-# nothing else. An allowlist, because credentials hide under many names (AWS_*, *_TOKEN, DSNs, ...).
-_CHILD_ENV_NAMES = frozenset({
-    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "USER", "LOGNAME",
-    "PYTHONPATH", "PYTHONHASHSEED", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SYSTEMROOT",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-})
-_CHILD_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "ORT_")
 _GIT_REF = re.compile(r"^[^\s\-][^\s]*$")
 
 
@@ -74,18 +73,22 @@ class BuiltFunction:
 
 
 def build_function(source_dir: Path, store: ArtifactStore, log: BuildLog | None = None, *,
-                   smoke_timeout: float = 120) -> BuiltFunction:
+                   smoke_timeout: float = 120, expected_name: str | None = None,
+                   sandbox: SmokeSandbox | None = None) -> BuiltFunction:
+    """Build `source_dir`; with `expected_name`, a manifest naming another function fails at step 1,
+    before any of its code runs (a push to iris.git must not run, or store, someone else's function)."""
     log = log if log is not None else BuildLog()
     log.expect_steps(FUNCTION_BUILD_STEPS)
     source_dir = Path(source_dir)
     try:
         with log.step("manifest") as step:
             manifest = _read_manifest(source_dir)
+            _check_name(manifest, expected_name)
             step.detail = f"{manifest.name} ({manifest.runtime})"
         with log.step("files") as step:
             step.detail = ", ".join(_check_named_files(source_dir, manifest))
         with log.step("smoke") as step:
-            smoke = run_smoke(source_dir, manifest, timeout=smoke_timeout)
+            smoke = run_smoke(source_dir, manifest, timeout=smoke_timeout, sandbox=sandbox)
             step.detail = _describe_smoke(smoke)
         with log.step("digest") as step:
             digested = _digest(source_dir, manifest)
@@ -110,7 +113,8 @@ def build_function(source_dir: Path, store: ArtifactStore, log: BuildLog | None 
 
 
 def build_from_git(repo_dir: Path, commit: str, store: ArtifactStore, log: BuildLog | None = None, *,
-                   git_env: dict[str, str] | None = None, smoke_timeout: float = 120) -> BuiltFunction:
+                   git_env: dict[str, str] | None = None, smoke_timeout: float = 120,
+                   expected_name: str | None = None, sandbox: SmokeSandbox | None = None) -> BuiltFunction:
     """Build the tree of `commit` in the git repository at `repo_dir` (bare or not).
 
     `git_env` is laid over a copy of this process's environment with its GIT_* variables removed; a
@@ -129,7 +133,8 @@ def build_from_git(repo_dir: Path, commit: str, store: ArtifactStore, log: Build
             raise BuildError(str(failure), log) from None
         except Exception as exc:
             raise BuildError(f"exporting commit '{commit}' failed: {type(exc).__name__}: {exc}", log) from exc
-        built = build_function(work / "tree", store, log, smoke_timeout=smoke_timeout)
+        built = build_function(work / "tree", store, log, smoke_timeout=smoke_timeout, expected_name=expected_name,
+                               sandbox=sandbox)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return replace(built, commit=sha)
@@ -146,8 +151,13 @@ def _read_manifest(source_dir: Path) -> FunctionManifest:
         return load_manifest(source_dir)
     except ManifestError as exc:
         problems = "\n".join(f"  - {problem}" for problem in exc.problems)
-        count = len(exc.problems)
-        raise _StepFailure(f"{MANIFEST_FILE} is invalid ({count} problem(s)):\n{problems}") from None
+        raise _StepFailure(f"{MANIFEST_FILE} is invalid ({exc.count} problem(s)):\n{problems}") from None
+
+
+def _check_name(manifest: FunctionManifest, expected_name: str | None) -> None:
+    if expected_name is not None and manifest.name != expected_name:
+        raise _StepFailure(f"{MANIFEST_FILE} names the function '{manifest.name}', but this is the repository "
+                           f"of '{expected_name}': push it to {manifest.name}.git instead")
 
 
 def _check_named_files(source_dir: Path, manifest: FunctionManifest) -> list[str]:
@@ -180,58 +190,64 @@ def _subject(manifest: FunctionManifest) -> tuple[str, str]:
     return f"model file {manifest.model}", str(manifest.model)
 
 
-def smoke_environment(manifest: FunctionManifest) -> dict[str, str]:
-    """The smoke child's environment: the allowlisted basics, the function's own env, our packages."""
-    env = {
-        name: value for name, value in os.environ.items()
-        if name in _CHILD_ENV_NAMES or name.startswith(_CHILD_ENV_PREFIXES)
-    }
-    env.update(manifest.env)
-    spec = importlib.util.find_spec("functions")
-    if spec is not None and spec.submodule_search_locations:
-        # The directory holding our packages, so the child imports this very checkout's runtime.
-        packages_root = str(Path(next(iter(spec.submodule_search_locations))).parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (packages_root, env.get("PYTHONPATH")) if p)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the source directory is being digested: leave it as it is
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def run_smoke(source_dir: Path, manifest: FunctionManifest, *, timeout: float) -> dict[str, Any]:
-    """Run `python -m functions.smoke DIR` and return its report; raises _StepFailure on any fault."""
-    subject, subject_name = _subject(manifest)
-    # -P: the child's sys.path does not start with its working directory, so nothing in the
-    # function directory can shadow the runtime's own modules.
-    command = [sys.executable, "-P", "-m", SMOKE_MODULE, str(source_dir.resolve())]
-    process = subprocess.Popen(
-        command, cwd=source_dir, env=smoke_environment(manifest), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        process.communicate()
-        raise _StepFailure(f"{subject}: smoke inference did not finish within {timeout:g} s") from None
-    finally:
-        if process.poll() is None:
-            _kill_group(process)
-            process.wait()
+def run_smoke(source_dir: Path, manifest: FunctionManifest, *, timeout: float,
+              sandbox: SmokeSandbox | None = None) -> dict[str, Any]:
+    """Run the function's smoke test in a confined child; returns its report, raises _StepFailure on any fault."""
+    sandbox = sandbox if sandbox is not None else SmokeSandbox()
+    identity = smoke_identity(manifest, sandbox)
+    with smoke_workspace(source_dir, identity, sandbox) as workspace:
+        request = json.dumps(smoke_request(workspace, manifest, identity)).encode()
+        returncode, stdout, stderr = _run_child(request, manifest, timeout, sandbox)
     report = _last_report(stdout.decode("utf-8", "replace"))
-    if process.returncode == 0 and report is not None and report.get("ok") is True:
+    if returncode == 0 and report is not None and report.get("ok") is True:
         return report
+    subject, subject_name = _subject(manifest)
     if report is not None and report.get("error"):
         fault = str(report["error"])
     else:
-        exited = f"the smoke process exited with {process.returncode}"
+        exited = f"the smoke process exited with {returncode}"
         fault = _tail(stderr.decode("utf-8", "replace")) or exited
-        if process.returncode and process.returncode < 0:
-            fault = f"the smoke process was killed by signal {-process.returncode}; {fault}"
+        if returncode and returncode < 0:
+            fault = f"the smoke process was killed by signal {-returncode}; {fault}"
     # Paths relative to the function: a git build runs in a temp dir the user never sees.
-    fault = fault.replace(f"{source_dir.resolve()}{os.sep}", "")
+    for directory in (source_dir.resolve(), workspace.function_dir):
+        fault = fault.replace(f"{directory}{os.sep}", "")
     if subject_name in fault:  # the child already named the file at fault
         raise _StepFailure(f"smoke inference failed: {fault}")
     raise _StepFailure(f"{subject}: smoke inference failed: {fault}")
+
+
+def _run_child(request: bytes, manifest: FunctionManifest, timeout: float,
+               sandbox: SmokeSandbox) -> tuple[int, bytes, bytes]:
+    """Run the child to its exit; returns (exit status, stdout, stderr).
+
+    Files, not pipes: a process the function started and left running would hold a pipe open, and the
+    build would wait for it; it is killed with the child's process group once the child exits.
+    """
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        stdin.write(request)
+        stdin.seek(0)
+        # -P: the child's sys.path does not start with its working directory. The working directory is
+        # "/" until the child is confined: nothing of the function's acts on a process that may be root.
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-m", CHILD_MODULE], cwd="/", env=launch_environment(), stdin=stdin,
+            stdout=stdout, stderr=stderr, start_new_session=True,
+        )
+        if sandbox.processes is not None:
+            sandbox.processes.add(process.pid, "smoke")
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            subject, _ = _subject(manifest)
+            raise _StepFailure(f"{subject}: smoke inference did not finish within {timeout:g} s") from None
+        finally:
+            _kill_group(process)  # what the function started and left behind goes with it
+            process.wait()
+            if sandbox.processes is not None:
+                sandbox.processes.remove(process.pid)
+        stdout.seek(0)
+        stderr.seek(0)
+        return process.returncode, stdout.read(), stderr.read()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -323,5 +339,5 @@ def _git(repo_dir: Path, args: list[str], env: dict[str, str]) -> subprocess.Com
 
 __all__ = [
     "BuildError", "BuiltFunction", "FUNCTION_BUILD_STEPS", "GIT_BUILD_STEPS", "build_from_git",
-    "build_function", "run_smoke", "smoke_environment",
+    "SmokeSandbox", "build_function", "run_smoke",
 ]

@@ -14,6 +14,11 @@ directory, so `materialize(digest)` with no destination verifies it and returns 
 itself: replicas load revisions straight from the store, without a copy per replica. Its files are
 read-only; treat the directory as read-only too. `S3ArtifactStore` (revisions.store_s3) always copies
 into a destination directory.
+
+Permissions (local store): everything is private to the platform's user (directories 0700, files
+0400) except `objects/sha256/` (0711: a function's user may pass through to its own artifact, whose
+name it is given, but may not list the others). The supervisor gives a function's group read access
+to that function's artifact only (functions.isolation.files.share_read_only).
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ import stat
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Protocol
 
 from revisions.digest import DIGEST_ALGORITHM, digest_of_files, sha256_file
 
@@ -117,7 +122,13 @@ def decode_index(digest: str, data: bytes) -> dict[str, str]:
     return files
 
 
-def copy_hashing(source: BinaryIO, dest: Path) -> str:
+class ReadableBytes(Protocol):
+    """What copy_hashing reads: a file, an S3 object's body, or a _BytesReader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def copy_hashing(source: ReadableBytes, dest: Path) -> str:
     """Copy a stream to `dest` (fsynced), returning the sha256 of the bytes written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     hasher = hashlib.sha256()
@@ -134,7 +145,7 @@ def mismatch(actual: str, expected: str) -> str:
     return f"content does not match its recorded sha256 (got {actual[:12]}…, expected {expected[:12]}…)"
 
 
-def copy_verified(source: BinaryIO, dest: Path, *, digest: str, path: str, expected_sha: str) -> None:
+def copy_verified(source: ReadableBytes, dest: Path, *, digest: str, path: str, expected_sha: str) -> None:
     """Copy out of a store; bytes that do not hash to the index's sha256 are an integrity error."""
     actual = copy_hashing(source, dest)
     if actual != expected_sha:
@@ -177,7 +188,8 @@ def staging_dir_beside(dest_dir: Path) -> Path:
 def remove_tree(path: Path) -> None:
     """rmtree that also clears read-only bits (stored artifacts are read-only)."""
 
-    def make_writable_and_retry(function, target, _exc_info):  # shutil's onerror callback
+    def make_writable_and_retry(function: Callable[[str], object], target: str,
+                                _exc_info: object) -> None:  # shutil's onerror callback
         os.chmod(target, stat.S_IWUSR | stat.S_IRUSR | stat.S_IXUSR)
         function(target)
 
@@ -208,7 +220,7 @@ class ArtifactStore(ABC):
         """
 
     @abstractmethod
-    def _open_stored(self, digest: str, path: str) -> BinaryIO:
+    def _open_stored(self, digest: str, path: str) -> AbstractContextManager[ReadableBytes]:
         """One stored file of the artifact, for reading; ArtifactIntegrityError when it is missing."""
 
     def _copy_verified(self, digest: str, files: Mapping[str, str], dest_dir: Path) -> Path:
@@ -250,7 +262,15 @@ class LocalArtifactStore(ArtifactStore):
         self._index = self.root / "index" / DIGEST_ALGORITHM
         self._tmp = self.root / "tmp"
         for directory in (self._objects, self._index, self._tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for directory in (self.root, self.root / "objects", self._index.parent, self._index, self._tmp):
+            os.chmod(directory, 0o700)
+        os.chmod(self._objects, 0o711)
+
+    @property
+    def objects_root(self) -> Path:
+        """Where artifacts' files live (`<objects_root>/<hex>/`): what a function's view must reach."""
+        return self._objects
 
     def __repr__(self) -> str:
         return f"LocalArtifactStore({str(self.root)!r})"
@@ -268,7 +288,7 @@ class LocalArtifactStore(ArtifactStore):
                 target = staging / path
                 copy_into_store(source_dir, path, target, digest=digest, expected_sha=sha,
                                 generated=generated)
-                target.chmod(0o444)
+                target.chmod(0o400)
             with self._commit_lock():
                 if self._index_path(hex_digest).exists():
                     return  # a concurrent put committed the same artifact
@@ -291,7 +311,7 @@ class LocalArtifactStore(ArtifactStore):
             return objects
         return self._copy_verified(digest, files, dest_dir)
 
-    def _open_stored(self, digest: str, path: str) -> BinaryIO:
+    def _open_stored(self, digest: str, path: str) -> AbstractContextManager[ReadableBytes]:
         try:
             return open(self._objects / parse_digest(digest) / path, "rb")  # the caller closes it
         except FileNotFoundError:

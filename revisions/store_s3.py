@@ -12,9 +12,10 @@ index, which `exists` and `materialize` never see and the next `put` of that dig
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import ClientError
@@ -25,11 +26,15 @@ from revisions.store import (
     ArtifactIntegrityError,
     ArtifactNotFoundError,
     ArtifactStore,
+    ReadableBytes,
     check_files,
     decode_index,
     encode_index,
     parse_digest,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client  # the stubs (a dev dependency) type the client; boto3 builds it at run time
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -40,7 +45,7 @@ def _is_not_found(error: ClientError) -> bool:
 
 
 class S3ArtifactStore(ArtifactStore):
-    def __init__(self, bucket: str, prefix: str = "", *, client: Any | None = None,
+    def __init__(self, bucket: str, prefix: str = "", *, client: S3Client | None = None,
                  endpoint_url: str | None = None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -103,7 +108,7 @@ class S3ArtifactStore(ArtifactStore):
             raise ValueError("S3ArtifactStore.materialize needs a dest_dir to copy the artifact into")
         return self._copy_verified(digest, self.files(digest), Path(dest_dir))
 
-    def _open_stored(self, digest: str, path: str) -> BinaryIO:
+    def _open_stored(self, digest: str, path: str) -> AbstractContextManager[ReadableBytes]:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=self._object_key(parse_digest(digest), path))
         except ClientError as exc:
@@ -126,8 +131,9 @@ class S3ArtifactStore(ArtifactStore):
         self._s3.delete_object(Bucket=self.bucket, Key=self._index_key(hex_digest))
         keys = list(self._keys_under(self._key("objects", DIGEST_ALGORITHM, hex_digest) + "/"))
         for start in range(0, len(keys), _DELETE_BATCH):
-            batch = [{"Key": key} for key in keys[start:start + _DELETE_BATCH]]
-            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            batch = keys[start:start + _DELETE_BATCH]
+            self._s3.delete_objects(Bucket=self.bucket,
+                                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
 
     def list_digests(self) -> list[str]:
         index_prefix = self._key("index", DIGEST_ALGORITHM) + "/"
@@ -143,7 +149,7 @@ class S3ArtifactStore(ArtifactStore):
                 found.append(digest)
         return sorted(found)
 
-    def _keys_under(self, prefix: str):
+    def _keys_under(self, prefix: str) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):

@@ -1,9 +1,10 @@
 """The local data plane: activator + replica supervisor + one KPA autoscaler per revision.
 
-Wiring (ARCHITECTURE §2):
+Wiring (docs/architecture.md, "How a request flows"):
   activator --collect_stats every second--> RevisionAutoscaler.record
   autoscaler tick every 2 s (or at once on a cold request) --> Supervisor.set_scale
   supervisor --replicas ready/gone--> activator.set_endpoints; --start failed--> activator.fail_pending
+  supervisor --start failed / replica died (e.g. "out of memory: 512Mi")--> registry events
   supervisor scale-down --> activator.drain (in-flight requests finish first)
 Routes come from the registry's RouteTable (kept current by a subscription), so the hot path never reads
 SQLite. Revisions are materialized (verified against their digest) when they become routed, not on the
@@ -15,17 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from activator.app import Activator
 from activator.contracts import ReplicaEndpoint, RevisionSettings
+from autoscaler.decider import TICK_INTERVAL
 from autoscaler.revision import RevisionAutoscaler, ScaleDecision
+from deploy.local.identities import IdentityPolicy
 from deploy.local.supervisor import Supervisor
 from protocol.manifest import FunctionManifest
+from revisions.naming import function_of
 from revisions.registry import Registry, RegistryError
 from revisions.store import ArtifactStore, LocalArtifactStore
 from revisions.traffic import RouteTable
@@ -33,12 +39,6 @@ from revisions.traffic import RouteTable
 log = logging.getLogger("zeroserve.dataplane")
 
 SAMPLE_INTERVAL = 1.0  # Knative's activator reports stats every second
-TICK_INTERVAL = 2.0  # Knative's autoscaler tick
-
-
-def function_of(revision: str) -> str:
-    """`iris-00002` -> `iris` (revision names are `<function>-<5 digits>`)."""
-    return revision.rsplit("-", 1)[0]
 
 
 @dataclass
@@ -75,7 +75,7 @@ class _Resolver:
 class LocalDataPlane:
     def __init__(self, registry: Registry, store: ArtifactStore, route_table: RouteTable, run_dir: Path, *,
                  domain: str = "localhost", queue_limit: int = 10_000, token: str | None = None,
-                 clock=time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, identities: IdentityPolicy | None = None):
         self.registry = registry
         self.store = store
         self.route_table = route_table
@@ -86,12 +86,17 @@ class LocalDataPlane:
         self._revisions: dict[str, _RevisionState] = {}
         self.activator = Activator(_Resolver(self), domain=domain, on_cold_request=self._on_cold_request,
                                    clock=clock)
+        # With identities, each function's replicas run as its own user and reach the artifact store's files.
+        shared_dirs = (store.objects_root,) if isinstance(store, LocalArtifactStore) else ()
         self.supervisor = Supervisor(run_dir, on_replicas_changed=self._on_replicas_changed,
-                                     on_start_failed=self._on_start_failed, drain=self.activator.drain)
+                                     on_start_failed=self._on_start_failed, drain=self.activator.drain,
+                                     on_replica_failed=self._on_replica_failed, identities=identities,
+                                     shared_dirs=shared_dirs)
+        self._last_start_error: dict[str, str] = {}  # per revision: the start error last recorded as an event
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -114,7 +119,7 @@ class LocalDataPlane:
         await self.activator.close()
         await self.supervisor.stop()
 
-    def _spawn(self, coroutine, name: str) -> asyncio.Task[Any]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -159,7 +164,10 @@ class LocalDataPlane:
     def _materialize(self, revision: str, digest: str) -> Path:
         if isinstance(self.store, LocalArtifactStore):
             return self.store.materialize(digest)  # verified in place, read-only: no copy
-        dest = self.run_dir / "revisions" / revision
+        copies = self.run_dir / "revisions"
+        copies.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(copies, 0o711)  # replicas' users pass through to their own copy only (its group: theirs)
+        dest = copies / revision
         shutil.rmtree(dest, ignore_errors=True)
         return self.store.materialize(digest, dest)
 
@@ -226,6 +234,20 @@ class LocalDataPlane:
 
     def _on_start_failed(self, revision: str, error: str) -> None:
         self.activator.fail_pending(revision, f"revision '{revision}' failed to start: {error}")
+        if self._last_start_error.get(revision) != error:  # a revision backing off repeats itself
+            self._last_start_error[revision] = error
+            self._record_event(revision, "replica-start-failed", f"{revision}: a replica failed to start: {error}")
+
+    def _on_replica_failed(self, revision: str, error: str) -> None:
+        self._record_event(revision, "replica-exited", f"{revision}: {error}")
+
+    def _record_event(self, revision: str, kind: str, message: str) -> None:
+        async def record() -> None:
+            try:
+                await asyncio.to_thread(self.registry.record_event, function_of(revision), revision, kind, message)
+            except Exception:  # a busy database must not break supervision; the log still has it
+                log.exception("recording event %s of %s failed", kind, revision)
+        self._spawn(record(), f"event-{revision}")
 
     async def _apply(self, state: _RevisionState, n: int) -> None:
         if state.function_dir is not None and self.supervisor.status(state.name).desired != n:
@@ -287,9 +309,10 @@ class LocalDataPlane:
                 "starting": replicas.starting if replicas else 0,
                 "draining": replicas.draining if replicas else 0,
                 "panicking": bool(last and last.panicking),
-                "stable_concurrency": round(last.stable_value, 3) if last else 0.0,
-                "panic_concurrency": round(last.panic_value, 3) if last else 0.0,
+                # Averages of `metric` over the stable and panic windows: requests in flight, or per second.
                 "metric": state.manifest.scaling.metric if state else "concurrency",
+                "stable_value": round(last.stable_value, 3) if last else 0.0,
+                "panic_value": round(last.panic_value, 3) if last else 0.0,
                 "queue_depth": self.activator.queue_depth(name),
                 "in_flight": self.activator.in_flight(name),
                 "last_decision": ({"applied": last.applied, "desired": last.desired, "reason": last.reason,

@@ -3,6 +3,13 @@
 Both launchers return a `ReplicaProcess`: the pid, the status pipe the replica reports on, and an
 `exited` future that resolves the moment the process dies (pidfd readable; replicas are the zygote's
 children, not ours, so waitpid is not an option here).
+
+What the processes get: the zygote and spawned replicas start with the platform's allowlisted
+environment (functions.isolation.environment) and die with the platform (PR_SET_PDEATHSIG); each
+replica's spec, which carries the function's env, goes in a memfd (anonymous memory, never a file
+on disk) handed over as a file descriptor that only the replica reads; the zygote passes it on
+unread. Each zygote and spawned replica leads its own process group
+and is recorded in `processes`, so a restarted platform sweeps what a killed one left.
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.types import ReplicaSpec
+from functions.isolation import inherited_environment
+from functions.isolation.environment import with_runtime_on_path
+from functions.isolation.orphans import ProcessRecords
 
 log = logging.getLogger("zeroserve.supervisor")
 
@@ -45,10 +54,10 @@ class ReplicaProcess:
         self.exited: asyncio.Future[None] = self._loop.create_future()
         self._returncode_known = asyncio.Event()
         if pidfd is not None:
-            self._loop.add_reader(pidfd, self._on_pidfd)
+            self._loop.add_reader(pidfd, self._on_pidfd, pidfd)
 
-    def _on_pidfd(self) -> None:
-        self._loop.remove_reader(self._pidfd)  # type: ignore[arg-type]
+    def _on_pidfd(self, pidfd: int) -> None:
+        self._loop.remove_reader(pidfd)
         self.mark_exited()
 
     def mark_exited(self, returncode: int | None = None) -> None:
@@ -149,35 +158,75 @@ def _pidfd_open(pid: int) -> int | None:
         return None
 
 
+def launch_environment() -> dict[str, str]:
+    """What the zygote and spawned replicas start with: the allowlist, fork safety, our packages."""
+    return with_runtime_on_path({**inherited_environment(), **FORK_SAFETY_ENV})
+
+
+def spec_memfd(spec: ReplicaSpec) -> int:
+    """The spec in a memfd, positioned at its start; the caller closes it once handed over."""
+    fd = os.memfd_create(f"zeroserve-spec-{spec.replica_id}", os.MFD_CLOEXEC)
+    data = spec.to_json().encode()
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    """sendmsg with SCM_RIGHTS on a non-blocking socket, waiting for room when the buffer is full."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            socket.send_fds(sock, [data], fds)
+            return
+        except BlockingIOError:
+            writable: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(sock, _resolve, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock)
+
+
 class SpawnLauncher:
     """A fresh interpreter per replica (`python -m deploy.local.replica`): slow to start, always safe."""
 
     mode = "spawn"
 
-    def __init__(self, spec_dir: Path):
+    def __init__(self, spec_dir: Path, *, view: tuple[str, ...] = (), processes: ProcessRecords | None = None):
         self.spec_dir = spec_dir
+        self.view = view
+        self.processes = processes
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     async def launch(self, spec: ReplicaSpec) -> ReplicaProcess:
-        # The spec goes in a private file, not argv: manifests carry env values that may be secrets.
-        fd, spec_path = tempfile.mkstemp(prefix="spec-", suffix=".json", dir=self.spec_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as spec_file:
-            spec_file.write(spec.to_json())
+        if self.view:
+            spec = replace(spec, view=list(self.view))
+        spec_fd = spec_memfd(spec)
         status_r, status_w = os.pipe()
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "deploy.local.replica", "--spec", spec_path,
+                [sys.executable, "-P", "-m", "deploy.local.replica", "--spec-fd", str(spec_fd),
                  "--status-fd", str(status_w)],
-                pass_fds=[status_w], stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "ORT_DISABLE_TELEMETRY": "1"},
+                pass_fds=[status_w, spec_fd], stdin=subprocess.DEVNULL, start_new_session=True, cwd="/",
+                env=launch_environment(),
             )
         except OSError as exc:
             os.close(status_r)
-            Path(spec_path).unlink(missing_ok=True)
             raise LaunchError(f"cannot spawn a replica process: {exc}") from None
         finally:
             os.close(status_w)
+            os.close(spec_fd)
         self._children[child.pid] = child
+        if self.processes is not None:
+            self.processes.add(child.pid, "replica")
         process = ReplicaProcess(child.pid, status_r, _pidfd_open(child.pid), self.mode)
         process.exited.add_done_callback(lambda _: self._reap(child, process))
         if process._pidfd is None:  # no pidfd: a thread waits for the exit instead
@@ -188,6 +237,8 @@ class SpawnLauncher:
     def _reap(self, child: subprocess.Popen[bytes], process: ReplicaProcess) -> None:
         self._children.pop(child.pid, None)
         process.mark_exited(child.wait())  # already exited: returns at once and reaps the zombie
+        if self.processes is not None:
+            self.processes.remove(child.pid)
 
     async def close(self) -> None:
         for child in list(self._children.values()):
@@ -201,10 +252,13 @@ class ZygoteLauncher:
 
     mode = "fork"
 
-    def __init__(self, kind: str, *, spec_dir: Path, preimports: tuple[str, ...] = ()):
+    def __init__(self, kind: str, *, spec_dir: Path, preimports: tuple[str, ...] = (), view: tuple[str, ...] = (),
+                 processes: ProcessRecords | None = None):
         self.kind = kind
         self.spec_dir = spec_dir
         self.preimports = preimports
+        self.view = view  # directories replicas must reach; empty: no view (functions run as our user)
+        self.processes = processes
         self.hello: dict[str, Any] | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
@@ -224,16 +278,21 @@ class ZygoteLauncher:
             raise LaunchError("the launcher is closed")
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [sys.executable, "-m", "deploy.local.zygote", "--kind", self.kind,
-                "--control-fd", str(theirs.fileno())]
+        # -P and cwd "/": nothing of the platform's working directory is importable by, or visible to, replicas.
+        argv = [sys.executable, "-P", "-m", "deploy.local.zygote", "--kind", self.kind,
+                "--control-fd", str(theirs.fileno()), "--parent-pid", str(os.getpid())]
         for module in self.preimports:
             argv += ["--preimport", module]
+        for directory in self.view:
+            argv += ["--view", directory]
         try:
             # Own session: Ctrl-C in a terminal reaches the supervisor only, which stops everything in order.
             self._popen = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                           start_new_session=True, env={**os.environ, **FORK_SAFETY_ENV})
+                                           start_new_session=True, cwd="/", env=launch_environment())
         finally:
             theirs.close()
+        if self.processes is not None:
+            self.processes.add(self._popen.pid, f"zygote {self.kind}")
         ours.setblocking(False)
         self._control = ours
         self._hello_future = loop.create_future()
@@ -299,9 +358,9 @@ class ZygoteLauncher:
             if future is not None and not future.done():
                 future.set_exception(LaunchError(message["error"]))
         elif event == "exited":
-            process = self._processes.pop(message["pid"], None)
-            if process is not None:
-                process.mark_exited(message["returncode"])
+            reaped = self._processes.pop(message["pid"], None)
+            if reaped is not None:
+                reaped.mark_exited(message["returncode"])
             else:
                 self._early_exits[message["pid"]] = message["returncode"]
                 if len(self._early_exits) > 1024:
@@ -311,6 +370,9 @@ class ZygoteLauncher:
 
     def _on_hello(self, hello: dict[str, Any]) -> None:
         self.hello = hello
+        if hello.get("isolation_error"):
+            log.error("zygote '%s': %s; no replica can start until this is fixed (docs/security.md)", self.kind,
+                      hello["isolation_error"])
         for module, error in hello.get("preimport_errors", {}).items():
             log.warning("zygote '%s': could not preimport %s: %s", self.kind, module, error)
         if hello["fork_safe"]:
@@ -344,6 +406,8 @@ class ZygoteLauncher:
             return
         if self._popen is not None:
             code = self._popen.wait()  # it has exited: this reaps without blocking
+            if self.processes is not None:
+                self.processes.remove(self._popen.pid)
             if not self._closed:
                 log.error("zygote '%s' (pid %d) exited (status %s); its replicas die with it and are "
                           "replaced",
@@ -356,21 +420,26 @@ class ZygoteLauncher:
         if self._closed:
             raise LaunchError("the supervisor is stopping")
         hello = await self.ready()
+        if hello.get("isolation_error"):
+            raise LaunchError(hello["isolation_error"])
         if not hello["fork_safe"]:
             if self._spawn is None:
-                self._spawn = SpawnLauncher(self.spec_dir)
+                self._spawn = SpawnLauncher(self.spec_dir, view=self.view, processes=self.processes)
             return await self._spawn.launch(spec)
         if spec.replica_id in self._pending:
             raise LaunchError(f"replica {spec.replica_id} is already starting")
         future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
         self._pending[spec.replica_id] = future
-        message = json.dumps({"op": "fork", "spec": asdict(spec)}).encode()
+        message = json.dumps({"op": "fork", "replica_id": spec.replica_id}).encode()
+        spec_fd = spec_memfd(spec)
         try:
             assert self._control is not None
-            await asyncio.get_running_loop().sock_sendall(self._control, message)
+            await send_with_fds(self._control, message, [spec_fd])
         except (OSError, AssertionError) as exc:
             self._pending.pop(spec.replica_id, None)
             raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+        finally:
+            os.close(spec_fd)  # the zygote holds its own copy until it has forked
         return await future
 
     async def close(self) -> None:

@@ -4,6 +4,12 @@ It runs in a child forked by the zygote (`run_replica`), or as `python -m deploy
 fork is unsafe. Either way it reports exactly one line over its status pipe: ready (with timings) as
 soon as uvicorn accepts on the socket, or the start error text. After that the pipe is closed and the
 supervisor watches the process itself (pidfd) for the rest of its life.
+
+The process starts as the platform's user (root, in production) and binds its socket in the platform's
+private socket directory while it still may; then it confines itself (`functions.isolation.confine`:
+environment, limits, the function's own uid/gid, death with its parent, the function directory as
+working directory) before the first line of user code: the handler's import and `load()`, or a model
+file ONNX Runtime parses. A failed allocation while serving exits with OUT_OF_MEMORY_EXIT_CODE.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import ctypes
 import importlib
 import json
 import os
-import signal
 import socket
 import sys
 import time
@@ -25,12 +30,15 @@ from typing import Any, NoReturn
 import uvicorn
 import uvloop
 
-from deploy.local.limits import apply_memory_limit, apply_thread_limit
 from deploy.local.types import ReplicaSpec
+from functions.http_protocol import CoalescingHttpToolsProtocol  # head + body in one write
+from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, Confinement, confine, is_out_of_memory
+from functions.isolation.limits import out_of_memory_message
+from functions.isolation.view import enter_view, runtime_paths
 from protocol.manifest import FunctionManifest
 
-PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded in the zygote, before it forks
 LISTEN_BACKLOG = 2048
 MAX_ERROR_CHARS = 4000
 
@@ -78,20 +86,9 @@ class ReplicaServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this replica when its parent dies, so a crashed platform leaves no orphans."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        print(f"zeroserve replica: prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}",
-              file=sys.stderr)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def name_process(replica_id: str) -> None:
     """A forked replica's command line is the zygote's; its name (ps -o comm, top) says what it is."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_NAME, replica_id[-15:].encode(), 0, 0, 0)  # comm holds 15 bytes: keep the tail
+    _LIBC.prctl(PR_SET_NAME, replica_id[-15:].encode(), 0, 0, 0)  # comm holds 15 bytes: keep the tail
 
 
 def load_app(spec: ReplicaSpec) -> Any:
@@ -117,9 +114,41 @@ def bind_unix_socket(path: str) -> socket.socket:
     return sock
 
 
-def describe_start_error(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "MemoryError while loading: resources.memory is too small for this model"
+class OutOfMemoryExit:
+    """Wraps the loaded model: a failed allocation in predict() ends the replica, as a container's OOM kill
+    would, instead of leaving a process that may have half-built state serving requests. The supervisor
+    replaces it (with backoff when it keeps happening) and reports "out of memory: <limit>"."""
+
+    def __init__(self, function: Any, replica_id: str, memory: str | None):
+        self._function = function
+        self._replica_id = replica_id
+        self._memory = memory
+
+    def predict(self, inputs: Any) -> Any:
+        try:
+            return self._function.predict(inputs)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                print(f"zeroserve replica {self._replica_id}: {out_of_memory_message(self._memory)} "
+                      f"(resources.memory) in {getattr(self._function, 'source', 'predict')}: "
+                      f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                os._exit(OUT_OF_MEMORY_EXIT_CODE)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._function, name)
+
+
+def guard_out_of_memory(app: Any, spec: ReplicaSpec) -> None:
+    """Put OutOfMemoryExit around the runtime's model (functions.app: app.runner.function), if it has one."""
+    runner: Any = getattr(app, "runner", None)
+    if spec.memory is not None and getattr(runner, "function", None) is not None:
+        runner.function = OutOfMemoryExit(runner.function, spec.replica_id, spec.memory)
+
+
+def describe_start_error(exc: BaseException, memory: str | None) -> str:
+    if memory is not None and is_out_of_memory(exc):
+        return f"{out_of_memory_message(memory)} (resources.memory) while loading: {type(exc).__name__}: {exc}"
     text = str(exc) or repr(exc)
     return f"{type(exc).__name__}: {text}"
 
@@ -133,25 +162,22 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
     exit_code = 1
     sock: socket.socket | None = None
     try:
-        if parent_pid is not None:
-            die_with_parent(parent_pid)
         name_process(spec.replica_id)
-        os.chdir(spec.function_dir)
-        os.environ.update(spec.env)
-        apply_thread_limit(spec.threads)
-        if spec.memory_bytes is not None:
-            warning = apply_memory_limit(spec.memory_bytes)
-            if warning:
-                warnings.append(warning)
-                print(f"zeroserve replica {spec.replica_id}: {warning}", file=sys.stderr, flush=True)
-        app = load_app(spec)
-        timings["loaded"] = time.monotonic()
+        # Bound while this process may still write the platform's socket directory; only the activator
+        # connects, once this replica has reported ready.
         sock = bind_unix_socket(spec.socket_path)
+        warnings = confine(Confinement.from_json(spec.confinement), parent_pid=parent_pid)
+        for warning in warnings:
+            print(f"zeroserve replica {spec.replica_id}: {warning}", file=sys.stderr, flush=True)
+        app = load_app(spec)  # user code from here on
+        guard_out_of_memory(app, spec)
+        timings["loaded"] = time.monotonic()
         config = uvicorn.Config(
-            app, http="httptools", lifespan="off", ws="none", interface="asgi3", access_log=False,
+            app, http=CoalescingHttpToolsProtocol, lifespan="off", ws="none", interface="asgi3", access_log=False,
             log_config=None, log_level="warning", server_header=False,
             # Only the activator connects, over a private socket: no forwarded-header rewriting.
             proxy_headers=False,
+            # uvicorn annotates both as int but uses them as seconds (call_later, wait_for): fractions work.
             timeout_graceful_shutdown=spec.graceful_shutdown_seconds,  # type: ignore[arg-type]
             timeout_keep_alive=spec.keep_alive_seconds,  # type: ignore[arg-type]
         )
@@ -166,7 +192,7 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
         exit_code = 0
     except BaseException as exc:  # noqa: BLE001 - every start failure must reach the supervisor as text
         if not reporter.reported:
-            reporter.error(describe_start_error(exc))
+            reporter.error(describe_start_error(exc, spec.memory))
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             print(f"zeroserve replica {spec.replica_id} of {spec.revision}:", file=sys.stderr)
             traceback.print_exc()
@@ -187,13 +213,29 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Spawn mode: the supervisor starts this module where forking a zygote is unsafe."""
     started = time.monotonic()
     parser = argparse.ArgumentParser(prog="python -m deploy.local.replica")
-    parser.add_argument("--spec", required=True, help="JSON spec file (removed once read)")
+    parser.add_argument("--spec-fd", type=int, required=True, help="file descriptor holding the JSON spec")
     parser.add_argument("--status-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    spec_path = Path(args.spec)
-    spec = ReplicaSpec.from_json(spec_path.read_bytes())
-    spec_path.unlink(missing_ok=True)
-    run_replica(spec, args.status_fd, parent_pid=os.getppid(), started=started)
+    spec = read_spec(args.spec_fd)
+    parent_pid = os.getppid()
+    if spec.view:
+        try:
+            enter_view([*runtime_paths(), *spec.view])
+        except Exception as exc:  # noqa: BLE001 - reported like any start failure, then exit
+            StatusReporter(args.status_fd).error(f"cannot build the replica's file system view: {exc}")
+            os._exit(1)
+    run_replica(spec, args.status_fd, parent_pid=parent_pid, started=started)
+
+
+def read_spec(fd: int) -> ReplicaSpec:
+    """Read the spec from its memfd, and close it: it holds the function's env."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return ReplicaSpec.from_json(b"".join(chunks))
 
 
 if __name__ == "__main__":

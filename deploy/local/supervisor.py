@@ -6,6 +6,12 @@ which replicas are routable through `on_replicas_changed`, drains before stoppin
 moment it happens (pidfd), replaces crashed replicas, and backs off exponentially when a revision's
 replicas keep failing to start, reporting the start error through `on_start_failed` so requests
 waiting for that revision fail with the error instead of hanging.
+
+Replicas are confined (functions.isolation): the platform's allowlisted environment plus the
+function's `env`, a private home under `<run_dir>/home/`, `resources.threads` and `resources.memory`,
+death with the zygote. With `identities` (the platform runs as root) each function's replicas run as
+its own unprivileged user, in a file system view that reaches only the runtime, `run_dir` and
+`shared_dirs` (the artifact store), and may read only their own function directory.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,14 +30,28 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploy.local.backoff import Backoff
+from deploy.local.identities import IdentityPolicy
 from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher
+from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.types import ReplicaEndpoint, ReplicaInfo, ReplicaSetStatus, ReplicaSpec
+from functions.isolation import (
+    OUT_OF_MEMORY_EXIT_CODE,
+    Confinement,
+    Identity,
+    function_environment,
+    inherited_environment,
+)
+from functions.isolation.files import private_dir, share_read_only
+from functions.isolation.limits import out_of_memory_message
+from functions.isolation.orphans import ProcessRecords
 from protocol.manifest import FunctionManifest
 
 log = logging.getLogger("zeroserve.supervisor")
 
 DEFAULT_APP_FACTORY = "functions.app:create_app"
 SOCKET_DIR_NAME = "replicas"
+HOME_DIR_NAME = "home"
+PROCESSES_DIR_NAME = "processes"
 LOCK_FILE_NAME = "supervisor.lock"
 MAX_UNIX_PATH = 107            # sun_path is 108 bytes with the terminating NUL
 STABLE_UPTIME = 10.0           # a replica that served this long before dying does not extend a crash streak
@@ -38,6 +59,7 @@ EXIT_GRACE_AFTER_KILL = 5.0
 
 OnReplicasChanged = Callable[[str, list[ReplicaEndpoint]], None]
 OnStartFailed = Callable[[str, str], None]
+OnReplicaFailed = Callable[[str, str], None]
 Drain = Callable[[str, str, float], Awaitable[None]]
 
 
@@ -79,6 +101,8 @@ class _ReplicaSet:
     retry_at: float = 0.0          # loop.time(): when the next start may begin
     retry_timer: asyncio.TimerHandle | None = None
     published: list[ReplicaEndpoint] | None = None
+    identity: Identity | None = None   # who its replicas run as (None: the platform's own user)
+    home: Path | None = None           # the function's private HOME, made when its first replica starts
 
     @property
     def kind(self) -> str:
@@ -86,6 +110,19 @@ class _ReplicaSet:
 
     def in_state(self, *states: str) -> list[_Replica]:
         return [r for r in self.replicas.values() if r.state in states]
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """run_dir must be ours: not a symlink nor someone else's directory (it may sit in /tmp).
+
+    Mode 0711: replicas' users may pass through to their home and artifact, but not list what is here.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = os.lstat(run_dir)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(f"run_dir {run_dir} is not a directory owned by this user (uid {os.geteuid()}); "
+                           "remove it or use another data dir")
+    os.chmod(run_dir, 0o711)
 
 
 class Supervisor:
@@ -102,9 +139,21 @@ class Supervisor:
         backoff: Backoff = Backoff(),
         replica_graceful_shutdown: float = 2.0,
         replica_keep_alive: float = 65.0,
+        on_replica_failed: OnReplicaFailed | None = None,
+        identities: IdentityPolicy | None = None,
+        shared_dirs: tuple[Path, ...] = (),
     ):
         self.run_dir = Path(run_dir)
         self.socket_dir = self.run_dir / SOCKET_DIR_NAME
+        self.home_dir = self.run_dir / HOME_DIR_NAME
+        # Zygotes and spawned replicas, recorded so a restart sweeps what a killed platform left running.
+        self.processes = ProcessRecords(self.run_dir / PROCESSES_DIR_NAME)
+        self.identities = identities
+        # What a function's view must reach besides the runtime and run_dir (only used with identities).
+        self.shared_dirs = tuple(Path(d) for d in shared_dirs)
+        # Computed once: the platform's environment does not change, and reading it per start costs.
+        self._inherited_env = {**inherited_environment(), **FORK_SAFETY_ENV}
+        self._on_replica_failed = on_replica_failed
         self.app_factory = app_factory
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -135,7 +184,7 @@ class Supervisor:
         if longest > MAX_UNIX_PATH:
             raise ValueError(f"run_dir {self.run_dir} is too long for Unix socket paths ({longest} > "
                              f"{MAX_UNIX_PATH} bytes); use a shorter run directory")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_run_dir(self.run_dir)
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.socket_dir, 0o700)  # the sockets accept anything: only our user may connect
         self._lock_file = open(self.run_dir / LOCK_FILE_NAME, "a+", encoding="utf-8")  # noqa: SIM115
@@ -145,7 +194,13 @@ class Supervisor:
             self._lock_file.close()
             self._lock_file = None
             raise RuntimeError(f"another zeroserve supervisor is using {self.run_dir}") from None
+        self.processes.sweep()
         self._remove_stale_files()
+        # Homes are scratch space, like /tmp: a new run starts them empty. Traversable, not listable.
+        private_dir(self.home_dir, None, fresh=True)
+        os.chmod(self.home_dir, 0o711)
+        for rs in self._sets.values():
+            rs.home = None
         self._stopping = False
         self._started = True
         self._launcher("default")
@@ -174,35 +229,50 @@ class Supervisor:
         self._started = False
 
     def _remove_stale_files(self) -> None:
-        for pattern in ("*.sock", "spec-*.json"):
+        for pattern in ("*.sock", "spec-*.json"):  # spec files: what older versions left, env included
             for path in self.socket_dir.glob(pattern):
                 path.unlink(missing_ok=True)
 
     def _launcher(self, kind: str) -> Launcher:
         launcher = self._launchers.get(kind)
         if launcher is None:
+            view = self._view()
             if sys.platform.startswith("linux"):
                 preimports = (self.app_factory.partition(":")[0],)
-                launcher = ZygoteLauncher(kind, spec_dir=self.socket_dir, preimports=preimports)
+                launcher = ZygoteLauncher(kind, spec_dir=self.socket_dir, preimports=preimports, view=view,
+                                          processes=self.processes)
                 launcher.start()
             else:
                 log.warning("fork-based replicas need Linux (this is %s): spawning a fresh process per "
                             "replica instead (cold starts take seconds)", sys.platform)
-                launcher = SpawnLauncher(self.socket_dir)
+                launcher = SpawnLauncher(self.socket_dir, view=view, processes=self.processes)
             self._launchers[kind] = launcher
         return launcher
+
+    def _view(self) -> tuple[str, ...]:
+        """What replicas' file system view must reach (besides the runtime); empty: no view."""
+        if self.identities is None:
+            return ()
+        return (str(self.run_dir.resolve()), *(str(d.resolve()) for d in self.shared_dirs))
 
     # --- public API ----------------------------------------------------------------------------------
 
     def register_revision(self, revision: str, function_dir: Path, manifest: FunctionManifest) -> None:
-        """Make a revision startable. Registering it again updates what new replicas load."""
+        """Make a revision startable. Registering it again updates what new replicas load.
+
+        With identities, the function's user gets its home and read access to `function_dir` (its group);
+        the directory stays the platform's and read-only to the function.
+        """
+        identity = self.identities.for_function(manifest.name) if self.identities is not None else None
+        if identity is not None:
+            share_read_only(Path(function_dir), identity.gid)
         existing = self._sets.get(revision)
         if existing is not None:
             existing.function_dir = Path(function_dir)
             existing.manifest = manifest
             existing.manifest_data = manifest.normalised()
             return
-        rs = _ReplicaSet(revision, Path(function_dir), manifest, manifest.normalised())
+        rs = _ReplicaSet(revision, Path(function_dir), manifest, manifest.normalised(), identity=identity)
         self._sets[revision] = rs
         if self._started and not self._stopping:
             self._launcher(rs.kind)  # a torch zygote imports for seconds: begin now, not on first request
@@ -323,15 +393,7 @@ class Supervisor:
             self._publish(rs)
 
     async def _start_and_serve(self, rs: _ReplicaSet, replica: _Replica) -> None:
-        manifest = rs.manifest
-        spec = ReplicaSpec(
-            replica_id=replica.replica_id, revision=rs.revision, function_dir=str(rs.function_dir.resolve()),
-            socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
-            env=dict(manifest.env), threads=manifest.resources.threads,
-            memory_bytes=manifest.resources.memory_bytes,
-            graceful_shutdown_seconds=self.replica_graceful_shutdown,
-            keep_alive_seconds=self.replica_keep_alive,
-        )
+        spec = self._spec(rs, replica)
         try:
             process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec), self.start_timeout)
         except (LaunchError, TimeoutError) as exc:
@@ -346,8 +408,8 @@ class Supervisor:
             return
 
         status_task = asyncio.ensure_future(process.read_status())
-        done, _ = await asyncio.wait({status_task, process.exited}, timeout=self.start_timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        status_or_exit: set[asyncio.Future[Any]] = {status_task, process.exited}
+        done, _ = await asyncio.wait(status_or_exit, timeout=self.start_timeout, return_when=asyncio.FIRST_COMPLETED)
         if status_task not in done and process.exited.done():
             # Died: a line it wrote just before is still in the pipe, and EOF follows at once.
             await asyncio.wait({status_task}, timeout=0.5)
@@ -366,7 +428,8 @@ class Supervisor:
             if message is not None:
                 error = str(message.get("error", "unknown error"))
             elif process.exited.done():
-                error = f"the replica process exited before it was ready ({await process.exit_description()})"
+                description = self._describe_exit(rs, process, await process.exit_description())
+                error = f"the replica process exited before it was ready ({description})"
             elif status_task.done():
                 error = "the replica closed its status pipe without reporting ready or an error"
             else:
@@ -380,9 +443,40 @@ class Supervisor:
         if replica.state == READY:
             replica.state = GONE
             self._on_crash(rs, replica, time.monotonic())
-            description = await process.exit_description()
+            description = self._describe_exit(rs, process, await process.exit_description())
             rs.last_error = f"replica {replica.replica_id} exited unexpectedly ({description})"
             log.warning("revision %s: %s", rs.revision, rs.last_error)
+            if rs.retry_at > asyncio.get_running_loop().time() and not rs.in_state(READY):
+                # Backing off with no replica: requests waiting for one hear why now, not after the backoff.
+                self._report_start_failure(rs.revision, rs.last_error)
+            if self._on_replica_failed is not None:
+                try:
+                    self._on_replica_failed(rs.revision, rs.last_error)
+                except Exception:
+                    log.exception("on_replica_failed failed for revision %s", rs.revision)
+
+    def _spec(self, rs: _ReplicaSet, replica: _Replica) -> ReplicaSpec:
+        manifest = rs.manifest
+        if rs.home is None:  # one home per function, shared by its revisions' replicas
+            rs.home = private_dir(self.home_dir / manifest.name, rs.identity)
+        function_dir = str(rs.function_dir.resolve())
+        threads = manifest.resources.threads
+        env = function_environment(self._inherited_env, home=str(rs.home), function_env=manifest.env, threads=threads)
+        confinement = Confinement(env=env, identity=rs.identity, workdir=function_dir, threads=threads,
+                                  memory_bytes=manifest.resources.memory_bytes)
+        return ReplicaSpec(
+            replica_id=replica.replica_id, revision=rs.revision, function_dir=function_dir,
+            socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
+            confinement=confinement.to_json(), memory=manifest.resources.memory,
+            graceful_shutdown_seconds=self.replica_graceful_shutdown,
+            keep_alive_seconds=self.replica_keep_alive,
+        )
+
+    def _describe_exit(self, rs: _ReplicaSet, process: ReplicaProcess, description: str) -> str:
+        """'exit status 137' of a replica with a memory limit is its own out-of-memory exit: say so."""
+        if process.returncode == OUT_OF_MEMORY_EXIT_CODE and rs.manifest.resources.memory is not None:
+            return out_of_memory_message(rs.manifest.resources.memory)
+        return description
 
     def _on_ready(self, rs: _ReplicaSet, replica: _Replica, message: dict[str, Any], now: float) -> None:
         replica.state = READY

@@ -12,8 +12,6 @@ from activator.contracts import ReplicaEndpoint
 __all__ = ["ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec"]
 
 
-
-
 @dataclass(frozen=True)
 class ReplicaSetStatus:
     """One revision's replicas as the supervisor sees them now.
@@ -49,7 +47,11 @@ class ReplicaInfo:
 
 @dataclass(frozen=True)
 class ReplicaSpec:
-    """Everything a new replica process needs, sent to the zygote (or a spawned process) as JSON."""
+    """Everything a new replica process needs, in a private file (0600) the replica reads and removes.
+
+    Never in argv, and never through the zygote's memory: `manifest` and `confinement` carry the
+    function's env, whose values may be secrets, and every replica forked later would inherit a copy.
+    """
 
     replica_id: str
     revision: str
@@ -57,11 +59,11 @@ class ReplicaSpec:
     socket_path: str
     manifest: dict[str, Any]
     app_factory: str
-    env: dict[str, str]
-    threads: int | None
-    memory_bytes: int | None
+    confinement: dict[str, Any]   # functions.isolation.Confinement: env, identity, limits, workdir
+    memory: str | None            # resources.memory as written, for "out of memory: 512Mi"
     graceful_shutdown_seconds: float
     keep_alive_seconds: float
+    view: list[str] = field(default_factory=list)  # spawned replicas only: what their view must reach
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -6,13 +6,20 @@ this process has them already, so a replica only loads its model and binds its s
 Protocol with the supervisor: one SOCK_SEQPACKET socket (fd given with --control-fd), one JSON
 object per message.
   zygote -> supervisor  {"event": "hello", "pid", "kind", "fork_safe", "threads", "reason",
-                         "import_ms", "warmup_ms", "preimport_errors"}
-  supervisor -> zygote  {"op": "fork", "spec": ReplicaSpec}
+                         "import_ms", "warmup_ms", "preimport_errors", "isolation_error"}
+  supervisor -> zygote  {"op": "fork", "replica_id"} + fd [a memfd holding the ReplicaSpec]
   zygote -> supervisor  {"event": "forked", "replica_id", "pid"} + fds [pidfd, status pipe read end]
                         {"event": "fork_failed", "replica_id", "error"}
                         {"event": "exited", "pid", "returncode"}     (after reaping: no zombies)
 End of file on the socket means the supervisor is gone: the zygote stops its replicas and exits.
-Replicas are direct children (reaped here on SIGCHLD) and carry PR_SET_PDEATHSIG, so they die with it.
+Replicas are direct children (reaped here on SIGCHLD) and carry PR_SET_PDEATHSIG, so they die with it;
+the zygote carries one too (`--parent-pid`), so it dies with the platform, even a SIGKILLed one.
+
+The zygote never sees a function's env: a replica's spec (env included) is in a memfd that only the
+forked child reads (the zygote closes its copy right after the fork), so no secret of one function
+sits in the memory, or among the open files, every later replica inherits.
+It starts with the platform's allowlisted environment only. With `--view DIR`, it first enters the
+file system view replicas need (functions.isolation.view), once, before it imports anything.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import time
 from typing import Any
 
 from deploy.local.limits import FORK_SAFETY_ENV
+from functions.isolation import die_with_parent
+from functions.isolation.view import enter_view, runtime_paths
 
 COMMON_PREIMPORTS = (
     "numpy", "onnxruntime", "uvloop", "httptools", "uvicorn", "uvicorn.config", "uvicorn.server",
@@ -115,40 +124,47 @@ class Zygote:
         while True:
             for key, _ in self.selector.select():
                 if key.fileobj is self.control:
-                    data = self.control.recv(MAX_MESSAGE_BYTES)
+                    data, fds, _, _ = socket.recv_fds(self.control, MAX_MESSAGE_BYTES, 4)
                     if not data:
                         self.stop_children()
                         return
-                    self.handle(json.loads(data))
+                    try:
+                        self.handle(json.loads(data), fds)
+                    finally:
+                        for fd in fds:
+                            os.close(fd)
                 else:
                     self.drain_wakeups()
                     self.reap()
 
-    def handle(self, message: dict[str, Any]) -> None:
-        if message.get("op") == "fork":
-            self.fork(message["spec"])
+    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        if message.get("op") == "fork" and len(fds) == 1:
+            self.fork(message["replica_id"], fds[0])
         else:
             print(f"zeroserve zygote: unknown message {message!r}", file=sys.stderr, flush=True)
 
-    def fork(self, spec_data: dict[str, Any]) -> None:
-        from deploy.local.replica import run_replica
-        from deploy.local.types import ReplicaSpec
+    def fork(self, replica_id: str, spec_fd: int) -> None:
+        """Fork a replica; the child reads its spec from `spec_fd` (closed here by the caller afterwards)."""
+        from deploy.local.replica import StatusReporter, read_spec, run_replica
 
-        spec = ReplicaSpec(**spec_data)
         status_r, status_w = os.pipe()
         try:
             pid = os.fork()
         except OSError as exc:
             os.close(status_r)
             os.close(status_w)
-            send(self.control, {"event": "fork_failed", "replica_id": spec.replica_id,
-                                "error": f"fork: {exc}"})
+            send(self.control, {"event": "fork_failed", "replica_id": replica_id, "error": f"fork: {exc}"})
             return
         if pid == 0:
             started = time.monotonic()
             try:
                 os.close(status_r)
                 self.become_replica()
+                try:
+                    spec = read_spec(spec_fd)
+                except (OSError, ValueError, TypeError) as exc:
+                    StatusReporter(status_w).error(f"cannot read the replica spec: {exc}")
+                    os._exit(1)
                 run_replica(spec, status_w, parent_pid=self.pid, started=started)
             finally:
                 os._exit(1)
@@ -161,7 +177,7 @@ class Zygote:
         except (AttributeError, OSError):
             pass  # no pidfd (old kernel): the supervisor falls back to our "exited" messages
         try:
-            send(self.control, {"event": "forked", "replica_id": spec.replica_id, "pid": pid,
+            send(self.control, {"event": "forked", "replica_id": replica_id, "pid": pid,
                                 "has_pidfd": len(fds) == 2}, fds)
         finally:
             for fd in fds:
@@ -232,11 +248,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preimport", action="append", default=[],
                         help="extra module to import (the app factory's)")
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--parent-pid", type=int, help="die with this process (the platform)")
+    parser.add_argument("--view", action="append", default=[],
+                        help="a directory replicas must reach (their view also keeps Python's own)")
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
     os.environ.update(FORK_SAFETY_ENV)
     control = socket.socket(fileno=args.control_fd)
 
     started = time.monotonic()
+    isolation_error = None
+    if args.view:
+        try:
+            enter_view([*runtime_paths(), *args.view])
+        except Exception as exc:  # noqa: BLE001 - reported in hello: no replica may start without its view
+            isolation_error = f"cannot build the file system view functions run in: {exc}"
     errors = preimport((*PREIMPORTS[args.kind], *args.preimport))
     imported = time.monotonic()
     if not args.no_warmup and "onnxruntime" not in errors:
@@ -261,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         "event": "hello", "pid": os.getpid(), "kind": args.kind, "fork_safe": reason is None,
         "threads": threads, "reason": reason, "import_ms": round((imported - started) * 1000, 1),
         "warmup_ms": round((warmed - imported) * 1000, 1), "preimport_errors": errors,
+        "isolation_error": isolation_error,
     }
     Zygote(control, args.kind).serve(hello)
 
