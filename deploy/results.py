@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic_core import to_jsonable_python
+
 from revisions.records import DeployOutcome
-from revisions.traffic import TrafficTarget, describe_split
+from revisions.traffic import describe_split, targets_from_json, targets_to_json
 
 DeployStatus = Literal["created", "unchanged", "failed"]
 
@@ -34,7 +36,7 @@ class DeployResult:
 
     def traffic_summary(self) -> str:
         """The route after this deploy in one line: "iris-00001=90, iris-00002=10 (canary)"."""
-        return describe_split([TrafficTarget.from_json(t) for t in self.traffic or []])
+        return describe_split(targets_from_json(self.traffic or []))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status, "message": self.message, "function": self.function,
@@ -49,8 +51,8 @@ class DeployResult:
         return cls(
             status=outcome.status, message=outcome.message, function=outcome.revision.function,
             revision=outcome.revision.name, digest=outcome.revision.digest,
-            traffic=None if outcome.route is None else outcome.route.to_json()["targets"],
-            rollout=None if outcome.rollout is None else outcome.rollout.to_json(), log=log,
+            traffic=None if outcome.route is None else targets_to_json(outcome.route.targets),
+            rollout=None if outcome.rollout is None else to_jsonable_python(outcome.rollout), log=log,
         )
 
 

@@ -1,7 +1,10 @@
 """What the registry stores, as typed records: functions, revisions, routes, events, deploy outcomes.
 
-Records are immutable values read in one snapshot; the control API and the deploy service answer
-with their `to_json()`.
+Records are immutable values read in one snapshot. Those read from the database are pydantic
+dataclasses (a row that does not fit its record fails where it is read, naming the field);
+`RouteRecord` and `EventRecord` serialise (`pydantic_core.to_jsonable_python`, FastAPI's
+`response_model`) to exactly what the control API answers, and the API's views of functions and
+revisions (`zeroserve/api/schemas.py`) are built from the others.
 """
 
 from __future__ import annotations
@@ -9,22 +12,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pydantic
+from pydantic import Field, computed_field
+
 from protocol.manifest import FunctionManifest
-from revisions.traffic import RolloutPlan, TrafficTarget, describe_split, targets_to_json
+from revisions.traffic import RolloutPlan, TrafficTarget, describe_split
 
-READY, FAILED = "Ready", "Failed"
+RevisionStatus = Literal["Ready", "Failed"]
+READY: RevisionStatus = "Ready"
+FAILED: RevisionStatus = "Failed"
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True)
 class RevisionRecord:
     name: str
     function: str
     number: int
     digest: str
-    manifest: dict[str, Any]
-    files: dict[str, str]
-    smoke: dict[str, Any] | None
-    status: str
+    manifest: dict[str, Any]  # the normalised function.yaml
+    files: dict[str, str]  # path -> sha256 of every file of the artifact
+    smoke: dict[str, Any] | None  # what the smoke test reported
+    status: RevisionStatus
     message: str
     created: float
     build_log: str = ""
@@ -33,32 +41,29 @@ class RevisionRecord:
     def function_manifest(self) -> FunctionManifest:
         return FunctionManifest.model_validate(self.manifest)
 
-    def to_json(self, *, with_log: bool = False) -> dict[str, Any]:
-        data = {"name": self.name, "function": self.function, "number": self.number, "digest": self.digest,
-                "status": self.status, "message": self.message, "created": self.created,
-                "manifest": self.manifest, "files": self.files, "smoke": self.smoke}
-        if with_log:
-            data["build_log"] = self.build_log.splitlines()
-        return data
 
-
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True)
 class RouteRecord:
     """A function's route: the current one, or a row of its route history."""
 
     function: str
     targets: tuple[TrafficTarget, ...]
-    version: int | None  # the history version this route equals; None while a rollout moves it
-    reason: str
-    updated: float
-    restores: int | None = None  # history rows written by a rollback: the version they restored
+    version: int | None = Field(description="the history version this route equals; null while a rollout "
+                                            "moves it")
+    reason: str = Field(description="what made the route (deploy, traffic, rollback, promote, rollout)")
+    updated: float = Field(description="when (seconds since the epoch)")
+    # History rows written by a rollback: the version they restored (the registry's, not the API's).
+    restores: int | None = Field(default=None, exclude=True)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"function": self.function, "targets": targets_to_json(self.targets), "version": self.version,
-                "reason": self.reason, "updated": self.updated, "split": describe_split(self.targets)}
+    # mypy refuses decorators over @property; pydantic documents this ignore for @computed_field.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def split(self) -> str:
+        """The route in one line, as messages and events show it: 'iris-00001=90, iris-00002=10 (canary)'."""
+        return describe_split(self.targets)
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True)
 class FunctionRecord:
     name: str
     created: float
@@ -68,25 +73,18 @@ class FunctionRecord:
     revision_count: int
     rollout: RolloutPlan | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "created": self.created, "updated": self.updated,
-                "latest_revision": self.latest_revision, "revision_count": self.revision_count,
-                "traffic": None if self.route is None else self.route.to_json(),
-                "rollout": None if self.rollout is None else self.rollout.to_json()}
 
-
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True)
 class EventRecord:
+    """Something that happened to a function: a deploy, a failed build, a traffic change, a rollout step."""
+
     id: int
     time: float
     function: str | None
     revision: str | None
-    kind: str
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "time": self.time, "function": self.function, "revision": self.revision,
-                "kind": self.kind, "message": self.message}
+    kind: str = Field(description="e.g. function, revision, deploy-unchanged, build-failed, traffic, rollout, "
+                                  "rollback, delete, retention, revision-status, replica-exited")
+    message: str = Field(description="what happened, naming the function, revision and rule")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ what a deploy, a traffic change, a rollback or a rollout tick does (the registry
 control API reports their messages, and the data plane resolves requests through a `RouteTable` built
 from a snapshot. Every rejected change raises `TrafficError` whose message names the rule
 it breaks, so a user reading "traffic: percents must sum to 100, got 90 (...)" knows what to fix.
+
+`TrafficTarget` and `RolloutPlan` are pydantic dataclasses: the registry stores, and the control API
+reads and answers, exactly their fields (`targets_to_json`, `to_jsonable_python`). `ResolvedRoute`, read
+on every request, is a plain dataclass (see `pick`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pydantic
+from pydantic import ConfigDict, Field, TypeAdapter
+
+from protocol.function_urls import MAX_HOST_LABEL, label_of
 from protocol.manifest import check_dns1035
 
 LATEST = "@latest"
 # Knative accepts both spellings on the command line (kn uses "@latest").
 _LATEST_ALIASES = frozenset({LATEST, "latest"})
-MAX_HOST_LABEL = 63
 # A gradual rollout never moves more often than this: each step must be observable by the data plane and
 # the autoscaler (which ticks every 2 s) before the next one.
 MIN_ROLLOUT_STEP_SECONDS = 1.0
@@ -30,27 +37,24 @@ class TrafficError(ValueError):
     """A route change that breaks a rule; the message starts with 'traffic:' and names the rule."""
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrafficTarget:
-    """One entry of a route: a revision (or the latest ready one), its share, and an optional tag."""
+    """One entry of a route, as in Knative's `spec.traffic[]`: a revision (or the latest ready one), its
+    share, and an optional tag. The control API reads and answers exactly this shape.
 
-    revision: str | None = None
-    latest: bool = False
-    percent: int = 0
-    tag: str | None = None
+    Only the types are checked here; the rules (percents 0..100 summing to 100, unique tags, revisions
+    that exist) are `validate_targets`', whose messages name the rule.
+    """
+
+    revision: str | None = Field(default=None, description="revision name, e.g. iris-00002")
+    latest: bool = Field(default=False, description="the latest ready revision instead of a fixed one")
+    percent: int = Field(default=0, description="share of the function's requests, 0..100; all targets sum to 100")
+    tag: str | None = Field(default=None, description="a name giving the target its own URL: <tag>-<function>")
 
     @property
     def ref(self) -> str:
         """What the target points at, as users write it: a revision name or '@latest'."""
         return LATEST if self.latest else str(self.revision)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"revision": self.revision, "latest": self.latest, "percent": self.percent, "tag": self.tag}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TrafficTarget:
-        return cls(revision=data.get("revision"), latest=bool(data.get("latest", False)),
-                   percent=int(data.get("percent", 0)), tag=data.get("tag"))
 
     @classmethod
     def to(cls, ref: str, percent: int = 0, tag: str | None = None) -> TrafficTarget:
@@ -60,12 +64,16 @@ class TrafficTarget:
         return cls(revision=ref, percent=percent, tag=tag)
 
 
+_TARGETS = TypeAdapter(list[TrafficTarget])
+
+
 def targets_to_json(targets: Sequence[TrafficTarget]) -> list[dict[str, Any]]:
-    return [t.to_json() for t in targets]
+    """A route's targets as JSON values (what the registry stores and the API answers)."""
+    return _TARGETS.dump_python(list(targets), mode="json")
 
 
 def targets_from_json(data: Sequence[Mapping[str, Any]]) -> list[TrafficTarget]:
-    return [TrafficTarget.from_json(d) for d in data]
+    return _TARGETS.validate_python(data)
 
 
 def describe_split(targets: Sequence[TrafficTarget]) -> str:
@@ -88,7 +96,7 @@ def check_tag(function: str, tag: str) -> str:
         check_dns1035(tag, "tag")
     except ValueError as exc:
         raise TrafficError(f"traffic: {exc}") from None
-    host = f"{tag}-{function}"
+    host = label_of(function, tag)
     if len(host) > MAX_HOST_LABEL:
         raise TrafficError(
             f"traffic: tag '{tag}' makes the host label '{host}' {len(host)} characters long; "
@@ -314,7 +322,7 @@ def route_after_deploy(
 # ----------------------------------------------------------------------------------------------- rollouts
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True)
 class RolloutPlan:
     """A gradual shift of traffic to a new revision, as Knative's `rollout-duration` does it.
 
@@ -322,12 +330,12 @@ class RolloutPlan:
     """
 
     function: str
-    revision: str
-    target_percent: int
-    tag: str | None
-    base: tuple[TrafficTarget, ...]
-    started: float
-    duration: float
+    revision: str = Field(description="the revision rolling out")
+    target_percent: int = Field(description="its share once the rollout is done")
+    tag: str | None = Field(description="the tag the new revision takes, if any")
+    base: tuple[TrafficTarget, ...] = Field(description="the route when the deploy happened")
+    started: float = Field(description="when it started (seconds since the epoch)")
+    duration: float = Field(description="seconds from 1 % to target_percent")
 
     def percent_at(self, now: float) -> int:
         return rollout_percent(self.target_percent, self.started, self.duration, now)
@@ -337,11 +345,6 @@ class RolloutPlan:
 
     def done_at(self, now: float) -> bool:
         return now >= self.started + self.duration
-
-    def to_json(self) -> dict[str, Any]:
-        return {"function": self.function, "revision": self.revision, "target_percent": self.target_percent,
-                "tag": self.tag, "base": targets_to_json(self.base), "started": self.started,
-                "duration": self.duration}
 
 
 def rollout_steps(target_percent: int, duration: float) -> int:

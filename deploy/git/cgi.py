@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-logger = logging.getLogger("zeroserve.git")
+from protocol.asgi import Receive, Send, send_json_error
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+logger = logging.getLogger("zeroserve.git")
 
 _READ_CHUNK = 64 * 1024
 _STDERR_TAIL = 4000
@@ -53,11 +49,11 @@ async def run_cgi(command: list[str], env: dict[str, str], receive: Receive, sen
             # time the backend's EOF is seen here, it is done.
             too_large = body_task.done() and not body_task.cancelled() and body_task.exception() is not None
             if too_large and isinstance(body_task.exception(), BodyTooLarge):
-                await _plain(send, 413, f"request body exceeds the limit of {max_body} bytes")
+                await send_json_error(send, 413, f"request body exceeds the limit of {max_body} bytes")
                 return None
             await stderr_task
             logger.warning("git http-backend answered nothing: %s", _tail(stderr_tail))
-            await _plain(send, 502, "git http-backend failed; see the platform log")
+            await send_json_error(send, 502, "git http-backend failed; see the platform log")
             return await process.wait()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         started = True
@@ -76,7 +72,7 @@ async def run_cgi(command: list[str], env: dict[str, str], receive: Receive, sen
         _kill(process)
         if not started:
             with contextlib.suppress(Exception):
-                await _plain(send, 500, "git http-backend failed; see the platform log")
+                await send_json_error(send, 500, "git http-backend failed; see the platform log")
         raise
     finally:
         if process.returncode is None:
@@ -147,13 +143,6 @@ async def _collect(stream: asyncio.StreamReader, into: bytearray) -> None:
     while chunk := await stream.read(_READ_CHUNK):
         into.extend(chunk)
         del into[:-_STDERR_TAIL]
-
-
-async def _plain(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _wait_quietly(task: asyncio.Task[Any]) -> None:

@@ -19,18 +19,16 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
 import re
 import shutil
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from deploy.git.cgi import run_cgi
 from deploy.git.push import PushReceiver
 from deploy.git.repos import Repositories, RepositoryError, git_environment
+from protocol.asgi import ASGIApp, Receive, Scope, Send, send_json_error
 
 logger = logging.getLogger("zeroserve.git")
 
@@ -41,11 +39,6 @@ SERVICES = ("git-upload-pack", "git-receive-pack")
 # and none of the platform's own settings or credentials.
 _BACKEND_ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
 _PATH = re.compile(r"^(?P<name>[^/]+?)(?:\.git)?/(?P<what>info/refs|git-upload-pack|git-receive-pack)$")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class GitRemote:
@@ -185,12 +178,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 async def _error(scope: Scope, send: Send, status: int, message: str,
                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """`{"error": ...}`, except to git itself, which prints a text/plain body to the user as remote: lines."""
-    if (_header(scope, b"user-agent") or "").startswith("git/"):
-        body, content_type = (message + "\n").encode(), b"text/plain; charset=utf-8"
-    else:
-        body, content_type = json.dumps({"error": message}).encode(), b"application/json"
+    if not (_header(scope, b"user-agent") or "").startswith("git/"):
+        await send_json_error(send, status, message, headers or ())
+        return
+    body = (message + "\n").encode()
     await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(headers or [])]})
+        (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+        *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
-from activator import Activator, HostDispatcher, RevisionSettings, RevisionStats
+from activator import Activator, RevisionSettings, RevisionStats
 from tests.activator.harness import (
     StaticResolver,
     client_session,
@@ -23,6 +23,7 @@ from tests.activator.harness import (
     serving,
     wait_for,
 )
+from zeroserve.host_dispatch import HostDispatcher
 
 MB = 1024 * 1024
 

@@ -30,7 +30,7 @@ IGNORES_SIGTERM = ("import signal, sys, time; signal.signal(signal.SIGTERM, sign
 def status(ready: int, desired: int, panicking: bool = False) -> dict:
     return {"function": "f", "revisions": [
         {"revision": "f-00001", "ready": ready, "desired": desired, "starting": 0, "panicking": panicking,
-         "stable_concurrency": 1.0, "panic_concurrency": 2.0, "queue_depth": 3, "in_flight": 1}]}
+         "metric": "concurrency", "stable_value": 1.0, "panic_value": 2.0, "queue_depth": 3, "in_flight": 1}]}
 
 
 def test_a_locust_that_ignores_sigterm_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,8 +23,8 @@ T0 = 1_700_000_000.0
 def sample(t: float, ready: int, desired: int | None = None, panicking: bool = False,
            starting: int = 0) -> ScaleSample:
     return ScaleSample(time=T0 + t, ready=ready, desired=ready if desired is None else desired,
-                       starting=starting, panicking=panicking, stable_concurrency=float(ready),
-                       panic_concurrency=2.0 * ready, queue_depth=0, in_flight=ready)
+                       starting=starting, panicking=panicking, stable_value=float(ready),
+                       panic_value=2.0 * ready, queue_depth=0, in_flight=ready)
 
 
 def point(t: float, users: int, requests: int, failures: int = 0, p95: float | None = 50.0) -> LoadPoint:
@@ -44,13 +44,13 @@ def spike_timeline() -> Timeline:
 def test_status_is_summed_over_revisions_and_panic_is_any() -> None:
     status = {"function": "f", "revisions": [
         {"revision": "f-1", "ready": 2, "desired": 3, "starting": 1, "panicking": False,
-         "stable_concurrency": 1.5, "panic_concurrency": 2.0, "queue_depth": 4, "in_flight": 2},
+         "metric": "rps", "stable_value": 1.5, "panic_value": 2.0, "queue_depth": 4, "in_flight": 2},
         {"revision": "f-2", "ready": 1, "desired": 1, "starting": 0, "panicking": True,
-         "stable_concurrency": 0.5, "panic_concurrency": 1.0, "queue_depth": 0, "in_flight": 1},
+         "metric": "rps", "stable_value": 0.5, "panic_value": 1.0, "queue_depth": 0, "in_flight": 1},
     ]}
     s = ScaleSample.from_status(status, T0)
     assert (s.ready, s.desired, s.starting, s.panicking, s.queue_depth, s.in_flight) == (3, 4, 1, True, 4, 3)
-    assert (s.stable_concurrency, s.panic_concurrency) == (2.0, 3.0)
+    assert (s.stable_value, s.panic_value, s.metric) == (2.0, 3.0, "rps")
     assert not s.at_zero
     empty = ScaleSample.from_status({"function": "f", "revisions": []}, T0)
     assert empty.at_zero and not empty.panicking

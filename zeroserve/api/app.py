@@ -8,6 +8,7 @@ from zeroserve.api import events, functions, hooks, status, traffic
 from zeroserve.api.auth import TokenAuth
 from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import install_error_handlers
+from zeroserve.api.schemas import Health
 
 API_PREFIX = "/api/v1"
 
@@ -30,7 +31,7 @@ def create_control_app(ctx: ControlContext) -> FastAPI:
     app.include_router(hooks.build_public_router(ctx), prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/healthz", tags=["health"], summary="Liveness (no token needed)")
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
+    async def healthz() -> Health:
+        return Health(ok=True)
 
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.service import DeployService
+from protocol.function_urls import function_urls
 from revisions.registry import Registry
 from zeroserve.settings import Settings
 
@@ -22,15 +23,6 @@ class ControlContext:
     # The data plane's per-function scale status; None while only the control plane runs.
     scale_status: Callable[[str], dict[str, Any]] | None = None
 
-    def function_urls(self, function: str, tags: list[str] | None = None) -> dict[str, object]:
-        """Where a function answers: host URL, path URL, one host URL per tag (docs/architecture.md, Function URLs)."""
-        base = self.base_url().rstrip("/")
-        scheme, _, rest = base.partition("://")
-        port = rest.rsplit(":", 1)[1] if ":" in rest else ""
-        suffix = f":{port}" if port else ""
-        domain = self.settings.domain
-        return {
-            "url": f"{scheme}://{function}.{domain}{suffix}/",
-            "path_url": f"{base}/fn/{function}/",
-            "tags": {tag: f"{scheme}://{tag}-{function}.{domain}{suffix}/" for tag in tags or []},
-        }
+    def function_urls(self, function: str, tags: list[str] | None = None) -> dict[str, Any]:
+        """Where a function answers: `url`, `path_url` and `tags` (tag -> URL), as `FunctionUrls` has them."""
+        return function_urls(self.base_url(), self.settings.domain, function, tags or ()).model_dump()

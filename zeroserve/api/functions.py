@@ -20,6 +20,7 @@ from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import ApiError, deploy_status
 from zeroserve.api.json_bodies import StrictJsonRoute
 from zeroserve.api.names import FunctionName, RevisionName
+from zeroserve.api.schemas import Deleted, DeployAnswer, FunctionDetail, FunctionView, RevisionDetail, RevisionSummary
 
 NDJSON = "application/x-ndjson"
 _UPLOAD_DOC = {
@@ -28,20 +29,16 @@ _UPLOAD_DOC = {
         "description": "The function directory as tar.gz (what `zeroserve deploy DIR` uploads).",
         "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
     },
-    "responses": {
-        "201": {"description": "A new revision (JSON); with `Accept: application/x-ndjson`, a stream of "
-                               "`{\"type\": \"log\", \"line\"}` lines and a final `{\"type\": \"result\"}`."},
-        "200": {"description": "Content unchanged: no new revision."},
-        "400": {"description": "Bad archive or failed build: `{\"error\"}` naming the file and the fault."},
-    },
+}
+_DEPLOY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": DeployAnswer, "description": "Content unchanged: no new revision."},
+    400: {"description": "Bad archive or failed build: `{\"error\"}` naming the file and the fault."},
 }
 
 
-def function_json(ctx: ControlContext, record: FunctionRecord) -> dict[str, Any]:
-    data = record.to_json()
+def function_urls(ctx: ControlContext, record: FunctionRecord) -> dict[str, Any]:
     tags = [t.tag for t in record.route.targets if t.tag] if record.route else []
-    data.update(ctx.function_urls(record.name, tags))
-    return data
+    return ctx.function_urls(record.name, tags)
 
 
 def build_router(ctx: ControlContext) -> APIRouter:
@@ -49,12 +46,16 @@ def build_router(ctx: ControlContext) -> APIRouter:
     registry, deployer = ctx.registry, ctx.deployer
 
     @router.get("/functions", summary="List functions")
-    async def list_functions() -> list[dict[str, Any]]:
+    async def list_functions() -> list[FunctionView]:
         records = await deployer.run_blocking(registry.list_functions)
-        return [function_json(ctx, r) for r in records]
+        return [FunctionView.of(r, function_urls(ctx, r)) for r in records]
 
+    # The answer is a JSONResponse (its status is the deploy's) or an NDJSON stream: the model documents it.
     @router.post("/functions", summary="Deploy a function (upload its directory as tar.gz)", status_code=201,
-                 openapi_extra=_UPLOAD_DOC)
+                 response_model=DeployAnswer, openapi_extra=_UPLOAD_DOC, responses=_DEPLOY_ANSWERS,
+                 response_description="A new revision (JSON); with `Accept: application/x-ndjson`, a stream of "
+                                      "`{\"type\": \"log\", \"line\"}` lines and a final "
+                                      "`{\"type\": \"result\"}`.")
     async def deploy(request: Request) -> Response:
         workdir = Path(tempfile.mkdtemp(prefix="upload-", dir=_scratch(ctx)))
         try:
@@ -72,36 +73,30 @@ def build_router(ctx: ControlContext) -> APIRouter:
         return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
 
     @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions")
-    async def describe(function: FunctionName) -> dict[str, Any]:
+    async def describe(function: FunctionName) -> FunctionDetail:
         record = await deployer.run_blocking(registry.get_function, function)
         revisions = await deployer.run_blocking(registry.list_revisions, function)
-        data = function_json(ctx, record)
-        data["revisions"] = [_revision_summary(r.to_json()) for r in revisions]
-        return data
+        summaries = [RevisionSummary.of(r) for r in revisions]
+        return FunctionDetail.of(record, function_urls(ctx, record), revisions=summaries)
 
     @router.delete("/functions/{function}", summary="Delete a function, its revisions and unused artifacts")
-    async def delete(function: FunctionName) -> dict[str, Any]:
+    async def delete(function: FunctionName) -> Deleted:
         removal = await deployer.delete_function(function)
         # The function's git repository goes with it (FunctionName checked the name: no path tricks).
         await asyncio.to_thread(shutil.rmtree, ctx.settings.git_dir / f"{function}.git", True)
-        return {"deleted": function, "revisions": removal.revisions}
+        return Deleted(deleted=function, revisions=removal.revisions)
 
     @router.get("/functions/{function}/revisions", summary="List a function's revisions")
-    async def revisions(function: FunctionName) -> list[dict[str, Any]]:
+    async def revisions(function: FunctionName) -> list[RevisionSummary]:
         records = await deployer.run_blocking(registry.list_revisions, function)
-        return [_revision_summary(r.to_json()) for r in records]
+        return [RevisionSummary.of(r) for r in records]
 
     @router.get("/functions/{function}/revisions/{revision}", summary="Describe a revision, with its build log")
-    async def revision(function: FunctionName, revision: RevisionName) -> dict[str, Any]:
+    async def revision(function: FunctionName, revision: RevisionName) -> RevisionDetail:
         record = await deployer.run_blocking(registry.get_revision, function, revision)
-        return record.to_json(with_log=True)
+        return RevisionDetail.of(record)
 
     return router
-
-
-def _revision_summary(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in ("files", "manifest")} | {
-        "runtime": data["manifest"].get("runtime")}
 
 
 def _scratch(ctx: ControlContext) -> Path:

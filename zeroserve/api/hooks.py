@@ -42,6 +42,14 @@ from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import ApiError, deploy_status
 from zeroserve.api.json_bodies import StrictJsonRoute
 from zeroserve.api.names import FunctionName, checked_name
+from zeroserve.api.schemas import (
+    WebhookAccepted,
+    WebhookDeployAnswer,
+    WebhookIgnored,
+    WebhookPing,
+    WebhookSecret,
+    WebhookSecretDeleted,
+)
 
 logger = logging.getLogger("zeroserve.hooks")
 
@@ -56,6 +64,13 @@ class WebhookSecretBody(BaseModel):
                                description="the shared secret; omit it to have one generated")
 
 
+_WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": WebhookPing | WebhookDeployAnswer,
+          "description": "A ping event; or, with ?wait=true, a deploy that changed nothing"},
+    201: {"model": WebhookDeployAnswer, "description": "With ?wait=true: the deploy created a revision"},
+}
+
+
 def build_router(ctx: ControlContext) -> APIRouter:
     """The token-protected part: managing a function's webhook secret."""
     router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
@@ -63,7 +78,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
 
     @router.put("/functions/{function}/webhook-secret",
                 summary="Set (or generate) the secret that signs this function's webhook events")
-    async def put_secret(function: FunctionName, request: Request) -> dict[str, Any]:
+    async def put_secret(function: FunctionName, request: Request) -> WebhookSecret:
         # A secret may be set before the function exists: its first deploy may come from the webhook.
         raw = await request.body()
         try:
@@ -77,15 +92,15 @@ def build_router(ctx: ControlContext) -> APIRouter:
             secret = await ctx.deployer.run_blocking(secrets.set, function, body.secret)
         except WebhookError as exc:
             raise ApiError(400, str(exc)) from None
-        return {"function": function, "secret": secret, "signature_header": SIGNATURE_HEADER,
-                "url": f"{ctx.base_url().rstrip('/')}/api/v1{HOOK_PATH}?function={function}",
-                "content_type": "application/json", "events": ["push"]}
+        return WebhookSecret(function=function, secret=secret, signature_header=SIGNATURE_HEADER,
+                             url=f"{ctx.base_url().rstrip('/')}/api/v1{HOOK_PATH}?function={function}",
+                             content_type="application/json", events=["push"])
 
     @router.delete("/functions/{function}/webhook-secret", summary="Stop accepting this function's webhooks")
-    async def delete_secret(function: FunctionName) -> dict[str, Any]:
+    async def delete_secret(function: FunctionName) -> WebhookSecretDeleted:
         if not await ctx.deployer.run_blocking(secrets.delete, function):
             raise ApiError(404, f"function {function} has no webhook secret")
-        return {"function": function, "deleted": True}
+        return WebhookSecretDeleted(function=function, deleted=True)
 
     return router
 
@@ -95,8 +110,12 @@ def build_public_router(ctx: ControlContext) -> APIRouter:
     router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
     secrets = WebhookSecrets(ctx.settings.webhook_secrets_dir)
 
+    # Answers are JSONResponses (the status depends on the event): the models document them.
     @router.post(HOOK_PATH, status_code=202, summary="Deploy from a signed GitHub-style push event",
-                 openapi_extra={"security": []})
+                 openapi_extra={"security": []}, response_model=WebhookAccepted | WebhookIgnored,
+                 response_description="Accepted: the deploy runs on (follow it in the function's events); "
+                                      "or ignored: not a push to the deploy branch",
+                 responses=_WEBHOOK_ANSWERS)
     async def git_webhook(request: Request, function: str | None = None, wait: bool = False) -> JSONResponse:
         raw = await _read_bounded(request)
         payload = _decode(raw, request.headers.get("content-type", ""))

@@ -1,32 +1,32 @@
-"""Request bodies of the control API (responses are the registry records' `to_json()` shapes)."""
+"""The control API's request bodies and answers, as pydantic models: `/api/v1/openapi.json` is built from them.
+
+Records that already have the API's shape are used as they are (`TrafficTarget`, `RolloutPlan`,
+`RouteRecord`, `EventRecord`, `FunctionUrls`); the views below add what the API shows beside a record
+(its URLs, its revisions, the build log as lines).
+"""
 
 from __future__ import annotations
 
+from typing import Any, Literal, Self
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from revisions.traffic import TrafficTarget
+from deploy.results import DeployStatus
+from protocol.function_urls import FunctionUrls
+from revisions.records import FunctionRecord, RevisionRecord, RevisionStatus, RouteRecord
+from revisions.traffic import RolloutPlan, TrafficTarget
+
+# ------------------------------------------------------------------------------------------ request bodies
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TargetBody(_Body):
-    """One route target, as in Knative's `spec.traffic[]`: a revision or `latest: true`."""
-
-    revision: str | None = Field(None, description="revision name, e.g. iris-00002")
-    latest: bool = Field(False, description="the latest ready revision instead of a fixed one")
-    percent: int = Field(0, description="share of the function's requests, 0..100; all targets sum to 100")
-    tag: str | None = Field(None, description="a name giving the target its own URL: <tag>-<function>")
-
-    def to_target(self) -> TrafficTarget:
-        return TrafficTarget(revision=self.revision, latest=self.latest, percent=self.percent, tag=self.tag)
-
-
 class TrafficBody(_Body):
     """The whole route (PUT): replaces every target."""
 
-    targets: list[TargetBody]
+    targets: list[TrafficTarget]
 
 
 class TrafficEditBody(_Body):
@@ -44,3 +44,189 @@ class TagBody(_Body):
 
 class PromoteBody(_Body):
     tag: str
+
+
+# ------------------------------------------------------------------------------------------------ answers
+
+
+class Health(BaseModel):
+    ok: bool
+
+
+class RevisionSummary(BaseModel):
+    """A revision in a list: everything but its manifest and files."""
+
+    name: str = Field(description="<function>-<number>, e.g. iris-00002")
+    function: str
+    number: int
+    digest: str = Field(description="sha256 over the files and the normalised manifest: the revision's identity")
+    status: RevisionStatus
+    message: str
+    created: float = Field(description="seconds since the epoch")
+    smoke: dict[str, Any] | None = Field(description="what the smoke test reported")
+    runtime: str | None = Field(description="the manifest's runtime: onnx, torch or python")
+
+    @classmethod
+    def of(cls, record: RevisionRecord) -> RevisionSummary:
+        return cls(name=record.name, function=record.function, number=record.number, digest=record.digest,
+                   status=record.status, message=record.message, created=record.created, smoke=record.smoke,
+                   runtime=record.manifest.get("runtime"))
+
+
+class RevisionDetail(BaseModel):
+    """One revision, with its normalised manifest, its files and its build log."""
+
+    name: str
+    function: str
+    number: int
+    digest: str
+    status: RevisionStatus
+    message: str
+    created: float
+    manifest: dict[str, Any] = Field(description="the normalised function.yaml")
+    files: dict[str, str] = Field(description="path -> sha256 of every file of the artifact")
+    smoke: dict[str, Any] | None
+    build_log: list[str] = Field(description="the build log, one line per item")
+
+    @classmethod
+    def of(cls, record: RevisionRecord) -> RevisionDetail:
+        return cls(name=record.name, function=record.function, number=record.number, digest=record.digest,
+                   status=record.status, message=record.message, created=record.created,
+                   manifest=record.manifest, files=record.files, smoke=record.smoke,
+                   build_log=record.build_log.splitlines())
+
+
+class FunctionView(FunctionUrls):
+    """A function: its route and rollout, and where it answers."""
+
+    name: str
+    created: float
+    updated: float
+    latest_revision: str | None = Field(description="the newest Ready revision")
+    revision_count: int
+    traffic: RouteRecord | None = Field(description="the current route; null before the first deploy")
+    rollout: RolloutPlan | None = Field(description="the gradual rollout in progress, if any")
+
+    @classmethod
+    def of(cls, record: FunctionRecord, urls: dict[str, Any], **more: Any) -> Self:
+        """The view of `record` at `urls` (`ControlContext.function_urls`); `more`: a subclass's fields."""
+        return cls(name=record.name, created=record.created, updated=record.updated,
+                   latest_revision=record.latest_revision, revision_count=record.revision_count,
+                   traffic=record.route, rollout=record.rollout, **urls, **more)
+
+
+class FunctionDetail(FunctionView):
+    revisions: list[RevisionSummary]
+
+
+class Deleted(BaseModel):
+    deleted: str = Field(description="the function deleted")
+    revisions: list[str] = Field(description="its revisions, deleted with it")
+
+
+class TrafficView(FunctionUrls):
+    """A function's route after a read or a change, its rollout, and its URLs (one per tag)."""
+
+    function: str
+    traffic: RouteRecord | None
+    rollout: RolloutPlan | None
+
+
+class DeployAnswer(BaseModel):
+    """A deploy's result: 201 created, 200 unchanged, 400 failed (then `error` repeats the message)."""
+
+    status: DeployStatus
+    message: str
+    function: str | None
+    revision: str | None
+    digest: str | None
+    traffic: list[TrafficTarget] | None = Field(description="the route after the deploy")
+    rollout: RolloutPlan | None
+    error: str | None = Field(None, description="only when the deploy failed")
+    log: list[str] = Field(description="the build log, one line per item")
+
+
+class WebhookDeployAnswer(DeployAnswer):
+    commit: str = Field(description="the commit the webhook deployed")
+
+
+class WebhookAccepted(BaseModel):
+    status: Literal["accepted"]
+    function: str
+    commit: str
+    message: str
+
+
+class WebhookIgnored(BaseModel):
+    status: Literal["ignored"]
+    function: str
+    message: str
+
+
+class WebhookPing(BaseModel):
+    ok: bool
+    function: str
+
+
+class WebhookSecret(BaseModel):
+    """How to configure the webhook at the hosting service: the URL, the secret, what to send."""
+
+    function: str
+    secret: str
+    signature_header: str
+    url: str
+    content_type: str
+    events: list[str]
+
+
+class WebhookSecretDeleted(BaseModel):
+    function: str
+    deleted: bool
+
+
+# ---------------------------------------------------------------------------------------------- scale status
+
+ReplicaState = Literal["starting", "ready", "draining", "stopping", "gone"]
+
+
+class ReplicaStatus(BaseModel):
+    id: str
+    pid: int | None
+    state: ReplicaState
+    timings_ms: dict[str, float] = Field(description="fork, load, listen, report, total (once ready)")
+
+
+class ScaleDecisionStatus(BaseModel):
+    applied: int = Field(description="replicas asked of the supervisor")
+    desired: int = Field(description="replicas the decider wanted before the bounds and the zero gate")
+    reason: str
+    age_seconds: float
+
+
+class RevisionScaleStatus(BaseModel):
+    """One revision as the autoscaler sees it. `stable_value` and `panic_value` are the averages of
+    `metric` over the stable and panic windows: concurrent requests, or requests per second for rps."""
+
+    revision: str
+    percent: int
+    tags: list[str]
+    ready: int
+    desired: int
+    starting: int
+    draining: int
+    panicking: bool
+    metric: Literal["concurrency", "rps"]
+    stable_value: float
+    panic_value: float
+    queue_depth: int
+    in_flight: int
+    last_decision: ScaleDecisionStatus | None
+    last_error: str | None
+    restarts: int
+    replicas: list[ReplicaStatus]
+
+
+class ScaleStatus(BaseModel):
+    function: str
+    revisions: list[RevisionScaleStatus]
+    data_plane: bool = Field(description="false while only the control plane runs (no scale status)")

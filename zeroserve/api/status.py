@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from zeroserve.api.context import ControlContext
 from zeroserve.api.json_bodies import StrictJsonRoute
 from zeroserve.api.names import FunctionName
+from zeroserve.api.schemas import ScaleStatus
 
 
 def build_router(ctx: ControlContext) -> APIRouter:
@@ -16,10 +15,10 @@ def build_router(ctx: ControlContext) -> APIRouter:
 
     @router.get("/functions/{function}/status",
                 summary="Per revision: ready/desired replicas, panic mode, stable/panic load, queue, last decision")
-    async def status(function: FunctionName) -> dict[str, Any]:
+    async def status(function: FunctionName) -> ScaleStatus:
         ctx.registry.get_function(function)  # 404 naming the function when it does not exist
         if ctx.scale_status is None:
-            return {"function": function, "revisions": [], "data_plane": False}
-        return {**ctx.scale_status(function), "data_plane": True}
+            return ScaleStatus(function=function, revisions=[], data_plane=False)
+        return ScaleStatus.model_validate({**ctx.scale_status(function), "data_plane": True})
 
     return router

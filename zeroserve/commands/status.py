@@ -28,9 +28,10 @@ def status_table(info: dict[str, Any]) -> Table:
         if rev.get("last_error"):
             decision += f" [red](last error: {rev['last_error']})[/]"
         share = f"{rev['percent']}%" + "".join(f" @{t}" for t in rev.get("tags", []))
+        unit = " rps" if rev["metric"] == "rps" else ""  # else requests in flight (concurrency)
         table.add_row(rev["revision"], share, f"{rev['ready']}/{rev['desired']}",
                       "[bold red]yes[/]" if rev["panicking"] else "no",
-                      f"{rev['stable_concurrency']:.2f}", f"{rev['panic_concurrency']:.2f}",
+                      f"{rev['stable_value']:.2f}{unit}", f"{rev['panic_value']:.2f}{unit}",
                       str(rev["queue_depth"]), str(rev["in_flight"]), decision)
     return table
 
