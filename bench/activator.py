@@ -4,10 +4,11 @@ request to the replica's Unix socket, with the same client both ways.
     .venv/bin/python bench/activator.py [--seconds 3] [--requests 2000] [--json out.json]
 
 Three processes: a replica (`zeroserve serve examples/iris --uds PATH`, or the activator tests' tiny
-app with --replica tiny), the activator (uvicorn + uvloop + httptools on 127.0.0.1, as `zeroserve up`
-runs it) and this client. The client is a minimal keep-alive HTTP/1.1 client on uvloop streams, so
-its own cost stays small and identical in both modes. Direct and activator runs alternate, several
-rounds, and the medians are reported, because the machine is shared.
+app with --replica tiny), the activator (uvicorn + uvloop + the platform's HTTP protocol with its default
+connection limits on 127.0.0.1, as `zeroserve up` runs it) and this client. The client is a minimal
+keep-alive HTTP/1.1 client on uvloop streams, so its own cost stays small and identical in both modes.
+Direct and activator runs alternate, several rounds, and the medians are reported, because the machine
+is shared. bench/wrk_activator.py measures the same with wrk against a real `zeroserve up`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def serve_activator(replica_socket: str, port: int) -> None:
 
     sys.path.insert(0, str(ROOT))
     from activator import Activator, ReplicaEndpoint, RevisionSettings
+    from functions.connection_limits import ConnectionLimits
+    from functions.http_protocol import limited_http_protocol
 
     class OneRoute:
         def has_function(self, function: str) -> bool:
@@ -62,7 +65,8 @@ def serve_activator(replica_socket: str, port: int) -> None:
 
     activator = Activator(OneRoute())
     activator.set_endpoints(REVISION, [ReplicaEndpoint("bench-1", replica_socket)])
-    uvicorn.run(activator, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    # The protocol and default connection limits `zeroserve up` serves its port with.
+    uvicorn.run(activator, host="127.0.0.1", port=port, loop="uvloop", http=limited_http_protocol(ConnectionLimits()),
                 access_log=False, log_level="warning", lifespan="on")
 
 
@@ -172,7 +176,7 @@ def wait_until(
     raise TimeoutError(what)
 
 
-def connectable(family: int, address: object) -> bool:
+def connectable(family: int, address: str | tuple[str, int]) -> bool:
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.settimeout(0.5)

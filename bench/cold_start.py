@@ -78,7 +78,10 @@ async def first_infer(endpoint: ReplicaEndpoint, model: str, body: bytes) -> tup
             f"content-length: {len(body)}\r\n\r\n".encode() + body)
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        declared = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        if declared is None:
+            raise RuntimeError(f"the replica answered without a content-length: {head!r}")
+        length = int(declared.group(1))
         return status, await reader.readexactly(length)
     finally:
         writer.close()

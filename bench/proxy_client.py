@@ -33,6 +33,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import cpu_model  # noqa: E402
+from protocol.asgi import Receive, Scope, Send  # noqa: E402
 
 REQUEST = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                   "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
@@ -44,7 +45,7 @@ CONCURRENCY = 32
 Post = Callable[[], Awaitable[None]]
 
 
-async def upstream(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def upstream(scope: Scope, receive: Receive, send: Send) -> None:
     """The replica stand-in: read the body, answer a fixed inference-sized JSON reply."""
     if scope["type"] != "http":
         return

@@ -15,16 +15,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from functions.connection_limits import ConnectionLimits
+from zeroserve.datadir import DEFAULT_DATA_DIR, TOKEN_FILE
+
 ENV_PREFIX = "ZEROSERVE_"
-DEFAULT_DATA_DIR = Path(".zeroserve")
-TOKEN_FILE = "token"
 # Settings read from the environment, by field name (ZEROSERVE_<NAME>); ZEROSERVE_DATA is the data dir.
 _ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": "ARTIFACTS", "domain": "DOMAIN",
                "keep_unrouted": "KEEP_UNROUTED", "build_workers": "BUILD_WORKERS",
                "max_upload_bytes": "MAX_UPLOAD_BYTES", "smoke_timeout": "SMOKE_TIMEOUT",
-               "queue_limit": "QUEUE_LIMIT", "deploy_branch": "DEPLOY_BRANCH"}
+               "queue_limit": "QUEUE_LIMIT", "deploy_branch": "DEPLOY_BRANCH",
+               "max_header_bytes": "MAX_HEADER_BYTES", "max_headers": "MAX_HEADERS", "header_timeout": "HEADER_TIMEOUT",
+               "keep_alive_timeout": "KEEP_ALIVE_TIMEOUT", "max_connections": "MAX_CONNECTIONS",
+               "run_as": "RUN_AS", "metrics_public": "METRICS_PUBLIC"}
+_LIMITS = ConnectionLimits()  # the defaults of the connection settings
 # A branch name git accepts and a shell or URL cannot misread: no "..", no leading "-" or "/", no ".lock".
 _BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
+# auto | root | UID[:GID] (zeroserve/isolation.py says what each means)
+_RUN_AS = re.compile(r"^(auto|root|(\d{1,10})(?::(\d{1,10}))?)$")
+_MAX_ID = 4_294_967_294
 
 
 class SettingsError(ValueError):
@@ -49,6 +57,25 @@ class Settings(BaseModel):
     queue_limit: int = Field(10_000, ge=1, le=1_000_000)
     # `git push` to this branch of http://HOST/git/<fn>.git deploys; other branches are only stored.
     deploy_branch: str = "main"
+    # What one client may hold on the port (functions/connection_limits.py says what each means).
+    max_header_bytes: int = Field(_LIMITS.max_header_bytes, ge=1024, le=16 << 20)
+    max_headers: int = Field(_LIMITS.max_headers, ge=1, le=10_000)
+    header_timeout: float = Field(_LIMITS.header_timeout, gt=0, le=3600)
+    keep_alive_timeout: float = Field(_LIMITS.keep_alive_timeout, gt=0, le=3600)
+    max_connections: int = Field(_LIMITS.max_connections, ge=1, le=1_000_000)
+    # Who functions and builds run as when the platform runs as root: "auto" (a user per function),
+    # "UID[:GID]" (that one user for all), or "root" (no isolation between functions and the platform).
+    run_as: str = "auto"
+    # /metrics names every function and revision: it needs the token unless this is set.
+    metrics_public: bool = False
+
+    @field_validator("run_as")
+    @classmethod
+    def _run_as(cls, v: str) -> str:
+        match = _RUN_AS.match(v.strip())
+        if match is None or any(int(n) > _MAX_ID for n in match.groups()[1:] if n is not None):
+            raise ValueError(f"'{v}' is not auto, root or UID[:GID] (numbers up to {_MAX_ID})")
+        return v.strip()
 
     @field_validator("deploy_branch")
     @classmethod
@@ -76,6 +103,12 @@ class Settings(BaseModel):
                 env_name = f" ({ENV_PREFIX}{_ENV_FIELDS[name]})" if name in _ENV_FIELDS else ""
                 problems.append(f"{name}{env_name}: {error['msg']}")
             raise SettingsError("settings: " + "; ".join(problems)) from None
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(max_header_bytes=self.max_header_bytes, max_headers=self.max_headers,
+                                header_timeout=self.header_timeout, keep_alive_timeout=self.keep_alive_timeout,
+                                max_connections=self.max_connections)
 
     @property
     def registry_path(self) -> Path:

@@ -15,25 +15,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from activator.dispatch import HostDispatcher
 from deploy.git import create_git_remote
+from deploy.local.supervisor import PROCESSES_DIR_NAME
+from deploy.service import DeployService
+from functions.http_protocol import limited_http_protocol
+from functions.isolation.orphans import ProcessRecords
 from revisions.registry import Registry
+from revisions.smoke_sandbox import SmokeSandbox
 from revisions.store import ArtifactStore, open_store
 from revisions.traffic import RouteTable
-from zeroserve.api import ControlContext, DeployService, create_control_app
+from zeroserve.api import ControlContext, create_control_app
+from zeroserve.api.auth import token_matches
 from zeroserve.dataplane import LocalDataPlane
+from zeroserve.host_dispatch import HostDispatcher
+from zeroserve.isolation import plan_isolation, print_notice, secure_data_dir
 from zeroserve.settings import Settings, ensure_token
 
 logger = logging.getLogger("zeroserve.platform")
@@ -48,8 +59,16 @@ class Platform:
         self.store = store
         self.token = token
         self.route_table = RouteTable()
+        # Who functions and builds run as (zeroserve/isolation.py); builds' smoke children are recorded
+        # beside the supervisor's processes, so a restart sweeps what a killed platform left running.
+        self.isolation = plan_isolation(settings)
+        identities = self.isolation.identities
+        sandbox = SmokeSandbox(run_as=identities.for_function if identities is not None else None,
+                               scratch_dir=settings.scratch_dir,
+                               processes=ProcessRecords(run_dir_for(settings.data_dir) / PROCESSES_DIR_NAME))
         self.deployer = DeployService(registry, store, keep_unrouted=settings.keep_unrouted,
-                                      build_workers=settings.build_workers, smoke_timeout=settings.smoke_timeout)
+                                      build_workers=settings.build_workers, smoke_timeout=settings.smoke_timeout,
+                                      smoke_sandbox=sandbox)
         self.base_url = f"http://{settings.host}:{settings.port}"
         self.control = ControlContext(settings=settings, registry=registry, deployer=self.deployer, token=token,
                                       base_url=lambda: self.base_url)
@@ -61,7 +80,8 @@ class Platform:
                                             max_push_bytes=settings.max_upload_bytes)
         # Everything that is not a function URL: /git/ to the remote, the rest to the control API.
         self.platform_app: ASGIApp = self.git_remote.mount(self.control_app)
-        # What uvicorn serves; the lead may put the data plane's dispatcher in front of it.
+        # What uvicorn serves; attach_data_plane() puts the HostDispatcher (function URLs to the activator)
+        # and /metrics in front of it.
         self.asgi_app: ASGIApp = self.platform_app
         self.data_plane: LocalDataPlane | None = None
         self.on_start: list[Hook] = []
@@ -109,7 +129,7 @@ class Platform:
 
 def create_platform(settings: Settings, *, data_plane: bool = True) -> Platform:
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings)
     token = ensure_token(data_dir)
     registry = Registry(settings.registry_path)
     try:
@@ -127,10 +147,12 @@ def attach_data_plane(platform: Platform) -> LocalDataPlane:
     """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
     settings = platform.settings
     plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
-                           domain=settings.domain, queue_limit=settings.queue_limit, token=platform.token)
+                           domain=settings.domain, queue_limit=settings.queue_limit, token=platform.token,
+                           identities=platform.isolation.identities)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
-    fallback = MetricsEndpoint(platform.platform_app, plane.activator.metrics_registry)
+    fallback = MetricsEndpoint(platform.platform_app, plane.activator.metrics_registry,
+                               token=None if settings.metrics_public else platform.token)
     platform.asgi_app = HostDispatcher(plane.activator, fallback, settings.domain)
     platform.on_start.append(plane.start)
     platform.on_stop.append(plane.stop)
@@ -147,14 +169,29 @@ def run_dir_for(data_dir: Path) -> Path:
 
 
 class MetricsEndpoint:
-    """`GET /metrics` in Prometheus text format; everything else to the control API."""
+    """`GET /metrics` in Prometheus text format; everything else to the control API.
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
+    The metrics name every function and revision, so they need the platform token like /api/v1
+    (Prometheus: `authorization: {credentials_file: DATA/token}`), unless `token` is None
+    (the `metrics_public` setting).
+    """
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry, token: str | None):
         self.app = app
         self.registry = registry
+        self.token = token
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/metrics":
+            authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+            if self.token is not None and not token_matches(authorization, self.token):
+                body = json.dumps({"error": "unauthorized: /metrics needs 'Authorization: Bearer <token>' (the "
+                                            "token is in DATA/token), or the metrics_public setting"}).encode()
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
             body = generate_latest(self.registry)
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())]})
@@ -163,19 +200,39 @@ class MetricsEndpoint:
         await self.app(scope, receive, send)
 
 
+class PlatformServer(uvicorn.Server):
+    """uvicorn that returns from serve() after a graceful SIGTERM/SIGINT instead of re-raising the signal.
+
+    uvicorn re-raises a captured signal once it has shut down, which would end the process before the
+    platform's own stop (drain, replicas, zygotes, sockets) runs; the zygotes, which die with the
+    platform, would take their replicas along without draining them.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = None,
                  after_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
     """Serve the platform in the foreground until SIGINT/SIGTERM."""
-    asyncio.run(serve_platform(settings, ready=ready, after_ready=after_ready))
+    # uvloop, like replicas and `zeroserve serve`: on the stdlib loop the activator's socket writes and
+    # event loop cost it about half its throughput (docs/activator.md, "Benchmark").
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve_platform(settings, ready=ready, after_ready=after_ready))
 
 
 async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | None = None,
                          after_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
+    os.umask(0o077)  # what the platform writes (registry, uploads, git objects) is its user's alone
     platform = create_platform(settings)
+    print_notice(platform.isolation)  # the first lines: who functions run as, and what that leaves open
     # Lifespan off: the platform's start/stop run here, around the server, whatever app is in front.
+    # The HTTP protocol enforces the connection settings (header limits, timeouts, connection cap).
     config = uvicorn.Config(platform.asgi_app, host=settings.host, port=settings.port, lifespan="off",
-                            log_level="warning", access_log=False, server_header=False)
-    server = uvicorn.Server(config)
+                            log_level="warning", access_log=False, server_header=False,
+                            http=limited_http_protocol(settings.connection_limits))
+    server = PlatformServer(config)
     await platform.start()
     try:
         watcher = asyncio.create_task(_announce_when_bound(server, platform, ready or _print_ready, after_ready))

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from zeroserve.commands.connection import fail
-from zeroserve.settings import Settings, SettingsError
 
 
 def up(
@@ -30,14 +29,41 @@ def up(
     queue_limit: Annotated[int | None, typer.Option("--queue-limit", help="Requests held per revision while "
                                                     "no replica is free [env ZEROSERVE_QUEUE_LIMIT; default "
                                                     "10000]", show_default=False)] = None,
+    max_header_bytes: Annotated[int | None, typer.Option("--max-header-bytes", help="Largest request head "
+                                                         "(request line + headers); more gets 431 \\[env "
+                                                         "ZEROSERVE_MAX_HEADER_BYTES; default 65536]",
+                                                         show_default=False)] = None,
+    max_headers: Annotated[int | None, typer.Option("--max-headers", help="Most headers in one request; more "
+                                                    "gets 431 \\[env ZEROSERVE_MAX_HEADERS; default 100]",
+                                                    show_default=False)] = None,
+    header_timeout: Annotated[float | None, typer.Option("--header-timeout", help="Seconds for a request head "
+                                                         "to arrive whole, else 408 and close \\[env "
+                                                         "ZEROSERVE_HEADER_TIMEOUT; default 10]",
+                                                         show_default=False)] = None,
+    keep_alive_timeout: Annotated[float | None, typer.Option("--keep-alive-timeout", help="Seconds an idle "
+                                                             "keep-alive connection stays open \\[env "
+                                                             "ZEROSERVE_KEEP_ALIVE_TIMEOUT; default 5]",
+                                                             show_default=False)] = None,
+    max_connections: Annotated[int | None, typer.Option("--max-connections", help="Open client connections; "
+                                                        "one more gets 503 \\[env ZEROSERVE_MAX_CONNECTIONS; "
+                                                        "default 1000]", show_default=False)] = None,
+    run_as: Annotated[str | None, typer.Option("--run-as", help="When zeroserve runs as root, who functions and "
+                                               "builds run as: auto (a user per function), UID\\[:GID] (one "
+                                               "user for all) or root (no isolation) \\[env ZEROSERVE_RUN_AS; "
+                                               "default auto]", show_default=False)] = None,
 ) -> None:
     """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
+    # The platform (pydantic settings, FastAPI, uvicorn, the data plane) is imported only when it runs.
+    from zeroserve.settings import Settings, SettingsError
     from zeroserve.up import run_platform
 
     try:
         settings = Settings.load(port=port, host=host, data_dir=data, artifacts=artifacts, domain=domain,
                                  keep_unrouted=keep_unrouted, deploy_branch=deploy_branch,
-                                 queue_limit=queue_limit)
+                                 queue_limit=queue_limit, max_header_bytes=max_header_bytes,
+                                 max_headers=max_headers, header_timeout=header_timeout,
+                                 keep_alive_timeout=keep_alive_timeout, max_connections=max_connections,
+                                 run_as=run_as)
     except SettingsError as exc:
         fail(str(exc))
     try:
