@@ -2,19 +2,25 @@
 
 `zeroserve serve DIR` calls `serve`; `python -m functions.server DIR [--port P | --uds PATH]` does
 the same without the CLI. Port 0 picks a free port; the ready line names the one bound, so a parent
-process can read it instead of racing for a free port.
+process can read it instead of racing for a free port. `zeroserve serve --artifact URI` fetches and
+verifies a revision's artifact into a private directory, then execs this module on it with
+`--remove-on-exit` naming that directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import signal
 import sys
 from pathlib import Path
 
 import uvicorn
 
 from functions.app import FunctionApp, create_app
+from functions.connection_limits import ConnectionLimits
+from functions.http_protocol import limited_http_protocol
 from functions.loaders import LoadError
 from protocol.manifest import ManifestError
 
@@ -48,16 +54,37 @@ class _Server(uvicorn.Server):
 
 
 def serve(function_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, uds: str | None = None,
-          revision: str | None = None) -> None:
+          revision: str | None = None, remove_on_exit: str | Path | None = None) -> None:
+    """Serve until stopped; `remove_on_exit` (a private copy of the function) is deleted afterwards."""
+    if remove_on_exit is None:
+        _serve(function_dir, host, port, uds, revision)
+        return
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that was
+    # there before it: with the default one the process would die before the directory is removed.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_on_signal)
+    try:
+        _serve(function_dir, host, port, uds, revision)
+    finally:
+        shutil.rmtree(remove_on_exit, ignore_errors=True)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # the status a shell reports for a process killed by that signal
+
+
+def _serve(function_dir: str | Path, host: str, port: int, uds: str | None, revision: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         app = create_app(function_dir, revision=revision)
     except (ManifestError, LoadError) as exc:
         print(f"zeroserve: cannot serve {function_dir}: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    # The platform's own HTTP protocol and default connection limits: `zeroserve serve --host 0.0.0.0`
+    # faces clients directly, and the activator benchmark compares the two servers on equal terms.
     config = uvicorn.Config(
-        app, host=host, port=port, uds=uds, loop="uvloop", http="httptools", lifespan="on",
-        access_log=False, log_level="warning",
+        app, host=host, port=port, uds=uds, loop="uvloop", http=limited_http_protocol(ConnectionLimits()),
+        lifespan="on", access_log=False, log_level="warning",
     )
     _Server(config, app).run()
 
@@ -69,8 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--uds", default=None, help="serve on this Unix socket instead of TCP")
     parser.add_argument("--revision", default=None, help="revision name sent in the zeroserve-revision header")
+    parser.add_argument("--remove-on-exit", default=None, metavar="DIR",
+                        help="delete DIR (a private copy of the function) when the server stops")
     args = parser.parse_args(argv)
-    serve(args.function_dir, host=args.host, port=args.port, uds=args.uds, revision=args.revision)
+    serve(args.function_dir, host=args.host, port=args.port, uds=args.uds, revision=args.revision,
+          remove_on_exit=args.remove_on_exit)
 
 
 if __name__ == "__main__":

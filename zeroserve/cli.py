@@ -19,15 +19,30 @@ app = typer.Typer(
 
 @app.command()
 def serve(
-    function_dir: str = typer.Argument(..., help="Function directory holding function.yaml"),
-    port: int = typer.Option(8080, "--port", help="TCP port on 127.0.0.1"),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    function_dir: str | None = typer.Argument(None, help="Function directory holding function.yaml",
+                                              show_default=False),
+    artifact: str | None = typer.Option(None, "--artifact", help="Instead of DIR: a revision's artifact, "
+                                        "STORE@sha256:HEX (s3://bucket/prefix@sha256:... or "
+                                        "file:///path@sha256:...), fetched and verified first", show_default=False),
+    port: int = typer.Option(8080, "--port", envvar="PORT", help="TCP port (0: any free port)"),
+    host: str = typer.Option("127.0.0.1", "--host", envvar="ZEROSERVE_HOST", help="Address to bind"),
     uds: str | None = typer.Option(None, "--uds", help="Serve on this Unix socket instead of TCP"),
+    revision: str | None = typer.Option(None, "--revision", envvar="K_REVISION", help="Revision name for the "
+                                        "zeroserve-revision header (Knative sets K_REVISION)",
+                                        show_default=False),
 ) -> None:
-    """Serve one function directory with the runtime (KServe V1 + Open Inference Protocol V2)."""
+    """Serve one function (a directory, or a revision's artifact) with the runtime (KServe V1 + OIP V2)."""
+    if (function_dir is None) == (artifact is None):
+        raise typer.BadParameter("give either a function directory or --artifact URI", param_hint="DIR")
+    if artifact is not None:
+        if uds is not None:
+            raise typer.BadParameter("--artifact serves on TCP (--host/--port), not --uds", param_hint="--uds")
+        from zeroserve.serve_artifact import serve_artifact
+
+        serve_artifact(artifact, host=host, port=port, revision=revision)
     from functions.server import serve as serve_function
 
-    serve_function(function_dir, host=host, port=port, uds=uds)
+    serve_function(str(function_dir), host=host, port=port, uds=uds, revision=revision)
 
 
 @app.command()
