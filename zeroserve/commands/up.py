@@ -51,6 +51,10 @@ def up(
                                                "builds run as: auto (a user per function), UID\\[:GID] (one "
                                                "user for all) or root (no isolation) \\[env ZEROSERVE_RUN_AS; "
                                                "default auto]", show_default=False)] = None,
+    metrics_public: Annotated[bool | None, typer.Option("--metrics-public/--metrics-private", help="Serve "
+                                                        "/metrics without the token (it names every function) "
+                                                        "\\[env ZEROSERVE_METRICS_PUBLIC; default private]",
+                                                        show_default=False)] = None,
 ) -> None:
     """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
     # The platform (pydantic settings, FastAPI, uvicorn, the data plane) is imported only when it runs.
@@ -63,7 +67,7 @@ def up(
                                  queue_limit=queue_limit, max_header_bytes=max_header_bytes,
                                  max_headers=max_headers, header_timeout=header_timeout,
                                  keep_alive_timeout=keep_alive_timeout, max_connections=max_connections,
-                                 run_as=run_as)
+                                 run_as=run_as, metrics_public=metrics_public)
     except SettingsError as exc:
         fail(str(exc))
     try:
