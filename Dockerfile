@@ -40,6 +40,27 @@ RUN pip install $RUNTIME_REQUIREMENTS "$ONNXRUNTIME" \
  && pip install --no-deps . \
  && if [ -n "$TORCH" ]; then pip install --index-url "$TORCH_INDEX_URL" "$TORCH"; fi
 
+# ------------------------------------------------------------------------------------ lambda (AWS Lambda)
+# The same runtime as an AWS Lambda container image (PackageType Image; docs/lambda.md):
+#   docker build --target lambda -t ACCOUNT.dkr.ecr.REGION.amazonaws.com/zeroserve:0.1 .
+# Lambda's runtime interface client is the entrypoint, the handler the command; importing the handler is
+# the init: it fetches ZEROSERVE_ARTIFACT by digest, verifies every file and loads the model once
+# (deploy/aws_lambda). This stage sits before `runtime` so that a plain `docker build .` (the last stage)
+# still builds the Knative image. Lambda runs the container as its own non-root user, with a read-only
+# file system except /tmp.
+FROM build AS lambda-build
+ARG LAMBDA_REQUIREMENTS="mangum>=0.17 awslambdaric>=3"
+RUN pip install $LAMBDA_REQUIREMENTS
+
+FROM ${PYTHON_IMAGE} AS lambda
+COPY --from=lambda-build /opt/zeroserve /opt/zeroserve
+ENV PATH=/opt/zeroserve/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /opt/zeroserve
+ENTRYPOINT ["/opt/zeroserve/bin/python", "-m", "awslambdaric"]
+CMD ["deploy.aws_lambda.handler.handler"]
+
 # -------------------------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 zeroserve \
