@@ -120,71 +120,105 @@ class Decider:
         self._spec = spec
 
     def scale(self, now: float, ready_pods: int, stable: float, panic: float) -> ScaleResult:
+        """One tick of Knative's `Scale`, in its order: rate limits, pods per window, panic, delay, burst."""
         spec = self._spec
         # Zero ready pods count as one, so the rate limits still allow scaling up from zero.
         ready = max(1.0, float(ready_pods))
-
-        # At least one more pod, however conservative the up-rate: ceil keeps N -> N+1 possible.
-        max_scale_up = math.ceil(spec.max_scale_up_rate * ready)
-        # An unreachable revision gets no traffic, so nothing protects it from dropping straight to zero.
-        max_scale_down = math.floor(ready / spec.max_scale_down_rate) if spec.reachable else 0
-
+        limits = _rate_limits(spec, ready)
         stable_wanted = math.ceil(stable / spec.target_value)
         panic_wanted = math.ceil(panic / spec.target_value)
-        # Keep each count inside the rate limits: a bad metric sample cannot swing the scale wildly.
-        stable_pods = int(min(max(stable_wanted, max_scale_down), max_scale_up))
-        panic_pods = int(min(max(panic_wanted, max_scale_down), max_scale_up))
-
-        # Any demand at all brings up at least activation_scale pods, so a cold start lands with headroom.
-        if spec.activation_scale > 1:
-            if 0 < stable_pods < spec.activation_scale:
-                stable_pods = spec.activation_scale
-            if 0 < panic_pods < spec.activation_scale:
-                panic_pods = spec.activation_scale
+        stable_pods = _pods_within_limits(stable_wanted, limits, spec.activation_scale)
+        panic_pods = _pods_within_limits(panic_wanted, limits, spec.activation_scale)
 
         # Compare raw panic demand with what is ready: a burst at this ratio will queue before the
         # stable window notices it.
         over_threshold = panic_wanted / ready >= spec.panic_threshold
-        panic_started = panic_ended = False
-        if over_threshold:
-            # Begin, or extend: panic lasts a full stable window after the last over-threshold tick.
-            panic_started = self._panic_time is None
-            self._panic_time = now
-        elif self._panic_time is not None and self._panic_time + spec.stable_window < now:
-            # The burst has made its way into the stable average, which can take over again.
-            self._panic_time = None
+        transition = _panic_transition(self._panic_time, over_threshold, now, spec.stable_window)
+        self._panic_time = transition.panic_time
+        if transition.ended:
             self._max_panic_pods = 0
-            panic_ended = True
 
         desired = stable_pods
         if self._panic_time is not None:
-            # The stable window can exceed the panic one (a burst just ending); provision for the larger.
-            desired = max(stable_pods, panic_pods)
-            # Never scale down in panic: ratchet to the most pods this panic has asked for.
-            self._max_panic_pods = max(self._max_panic_pods, desired)
-            desired = self._max_panic_pods
-
+            desired = self._max_panic_pods = _panic_ratchet(self._max_panic_pods, stable_pods, panic_pods)
         before_delay = desired
-        if self._delay_window is not None:
-            # Remember every decision so a scale-down only happens once the delay window is all lower;
-            # an unreachable revision has no traffic to keep warm for, so it is not delayed.
-            self._delay_window.record(now, desired)
-            if spec.reachable:
-                desired = self._delay_window.current()
+        desired = self._delay_scale_down(now, desired)
 
-        # Excess burst capacity decides whether the activator stays in the path: spare capacity of the
-        # ready pods (not the floor of one) minus the burst to absorb and what is in flight right now.
-        if spec.target_burst_capacity == 0:
-            excess = 0
-        elif spec.target_burst_capacity > 0:
-            excess = math.floor(ready_pods * spec.total_value - spec.target_burst_capacity - panic)
-        else:
-            excess = -1
-
+        excess = _excess_burst_capacity(spec, ready_pods, panic)
         self.last = Explanation(
             ready_pods=ready_pods, stable_value=stable, panic_value=panic, stable_pods=stable_pods,
-            panic_pods=panic_pods, max_scale_up=max_scale_up, max_scale_down=max_scale_down,
-            panicking=self._panic_time is not None, panic_started=panic_started, panic_ended=panic_ended,
-            before_delay=before_delay, desired=desired,
+            panic_pods=panic_pods, max_scale_up=limits.max_scale_up, max_scale_down=limits.max_scale_down,
+            panicking=self._panic_time is not None, panic_started=transition.started,
+            panic_ended=transition.ended, before_delay=before_delay, desired=desired,
         )
         return ScaleResult(int(desired), int(excess), self._panic_time is not None)
+
+    def _delay_scale_down(self, now: float, desired: int) -> int:
+        """The highest desired scale over the scale-down delay window (just `desired` without a delay)."""
+        if self._delay_window is None:
+            return desired
+        # Remember every decision so a scale-down only happens once the delay window is all lower;
+        # an unreachable revision has no traffic to keep warm for, so it is not delayed.
+        self._delay_window.record(now, desired)
+        return self._delay_window.current() if self._spec.reachable else desired
+
+
+class _RateLimits(NamedTuple):
+    max_scale_up: int
+    max_scale_down: int
+
+
+def _rate_limits(spec: DeciderSpec, ready: float) -> _RateLimits:
+    """The most pods one decision may ask for and the fewest, given `ready` (already at least one)."""
+    # At least one more pod, however conservative the up-rate: ceil keeps N -> N+1 possible.
+    max_scale_up = math.ceil(spec.max_scale_up_rate * ready)
+    # An unreachable revision gets no traffic, so nothing protects it from dropping straight to zero.
+    max_scale_down = math.floor(ready / spec.max_scale_down_rate) if spec.reachable else 0
+    return _RateLimits(max_scale_up, max_scale_down)
+
+
+def _pods_within_limits(wanted: int, limits: _RateLimits, activation_scale: int) -> int:
+    """The pods one window's demand asks for, once the rate limits and the activation scale are applied."""
+    # Keep each count inside the rate limits: a bad metric sample cannot swing the scale wildly.
+    pods = int(min(max(wanted, limits.max_scale_down), limits.max_scale_up))
+    # Any demand at all brings up at least activation_scale pods, so a cold start lands with headroom.
+    if activation_scale > 1 and 0 < pods < activation_scale:
+        return activation_scale
+    return pods
+
+
+class _PanicTransition(NamedTuple):
+    panic_time: float | None  # when the panic was last extended, None when not panicking
+    started: bool
+    ended: bool
+
+
+def _panic_transition(panic_time: float | None, over_threshold: bool, now: float,
+                      stable_window: float) -> _PanicTransition:
+    """Enter, extend, keep or end panic mode for this tick."""
+    if over_threshold:
+        # Begin, or extend: panic lasts a full stable window after the last over-threshold tick.
+        return _PanicTransition(now, started=panic_time is None, ended=False)
+    if panic_time is not None and panic_time + stable_window < now:
+        # The burst has made its way into the stable average, which can take over again.
+        return _PanicTransition(None, started=False, ended=True)
+    return _PanicTransition(panic_time, started=False, ended=False)
+
+
+def _panic_ratchet(max_panic_pods: int, stable_pods: int, panic_pods: int) -> int:
+    """The desired scale in panic, which is also the new most pods this panic has asked for."""
+    # The stable window can exceed the panic one (a burst just ending); provision for the larger.
+    desired = max(stable_pods, panic_pods)
+    # Never scale down in panic: ratchet to the most pods this panic has asked for.
+    return max(max_panic_pods, desired)
+
+
+def _excess_burst_capacity(spec: DeciderSpec, ready_pods: int, panic: float) -> int:
+    """Spare capacity beyond the burst to absorb: 0 when target_burst_capacity is 0, -1 when it is unlimited."""
+    # Excess burst capacity decides whether the activator stays in the path: spare capacity of the
+    # ready pods (not the floor of one) minus the burst to absorb and what is in flight right now.
+    if spec.target_burst_capacity == 0:
+        return 0
+    if spec.target_burst_capacity > 0:
+        return math.floor(ready_pods * spec.total_value - spec.target_burst_capacity - panic)
+    return -1

@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from loadtests.shapes import SHAPE_NAMES, build_shape
+from loadtests.shapes import SHAPE_NAMES, LoadShape, build_shape
 from protocol.durations import format_duration, parse_duration
 from zeroserve.client import ApiError, ControlClient, resolve_token
 from zeroserve.commands.connection import (
@@ -37,7 +37,7 @@ from zeroserve.commands.functions import FunctionArg
 
 if TYPE_CHECKING:
     from loadtests.expectations import CheckResult, Expectations
-    from loadtests.harness import LoadTestRun, Progress
+    from loadtests.harness import LoadTestPlan, LoadTestRun, Progress
     from loadtests.report import ReportFiles
 
 # Scale-to-zero takes the stable window (the average decays), the grace period, any scale-down delay and
@@ -47,53 +47,59 @@ STATUS_TIMEOUT = 5.0
 PLAIN_PROGRESS_EVERY = 5.0
 
 
+# The command's options, in the order `--help` lists them.
+ShapeOption = Annotated[str, typer.Option("--shape", help=f"Load shape: {', '.join(SHAPE_NAMES)}")]
+UsersOption = Annotated[int, typer.Option("--users", help="Peak number of locust users")]
+DurationOption = Annotated[str, typer.Option("--duration", help="How long the load runs ('60s', '2m')")]
+StepsOption = Annotated[int, typer.Option("--steps", help="step shape: number of plateaus")]
+PeriodOption = Annotated[str | None, typer.Option(
+    "--period", help="sine shape: one cycle (default: the duration)", show_default=False)]
+ProtocolOption = Annotated[Literal["v2", "v1"], typer.Option(
+    "--protocol", help="v2: OIP V2 infer; v1: KServe V1 predict")]
+SampleOption = Annotated[Path | None, typer.Option(
+    "--sample", help="V2 request to send, e.g. the function's sample.json (default: made from metadata)",
+    show_default=False)]
+ExpectOption = Annotated[Path | None, typer.Option(
+    "--expect", help="YAML expectations to check (exit 1 when one fails)", show_default=False)]
+OutOption = Annotated[Path | None, typer.Option(
+    "--out", help="Report folder (default: ./loadtest-FN-TIMESTAMP)", show_default=False)]
+CooldownOption = Annotated[str, typer.Option(
+    "--cooldown", help="Keep sampling after the load this long at most, or until zero replicas; "
+    "'auto': the revision's window + grace + 15s")]
+FromZeroOption = Annotated[bool, typer.Option(
+    "--from-zero", help="Wait until the function runs no replica before starting the load")]
+ThinkTimeOption = Annotated[float, typer.Option(
+    "--think-time", help="Seconds a user waits between requests")]
+UrlOption = Annotated[str | None, typer.Option(
+    "--url", help="Function URL to load (default: the function's path URL)", show_default=False)]
+
+
 def loadtest(
     function: FunctionArg,
-    shape: Annotated[str, typer.Option("--shape", help=f"Load shape: {', '.join(SHAPE_NAMES)}")] = "spike",
-    users: Annotated[int, typer.Option("--users", help="Peak number of locust users")] = 10,
-    duration: Annotated[str, typer.Option("--duration", help="How long the load runs ('60s', '2m')")] = "60s",
-    steps: Annotated[int, typer.Option("--steps", help="step shape: number of plateaus")] = 4,
-    period: Annotated[str | None, typer.Option(
-        "--period", help="sine shape: one cycle (default: the duration)", show_default=False)] = None,
-    protocol: Annotated[Literal["v2", "v1"], typer.Option(
-        "--protocol", help="v2: OIP V2 infer; v1: KServe V1 predict")] = "v2",
-    sample: Annotated[Path | None, typer.Option(
-        "--sample", help="V2 request to send, e.g. the function's sample.json (default: made from metadata)",
-        show_default=False)] = None,
-    expect: Annotated[Path | None, typer.Option(
-        "--expect", help="YAML expectations to check (exit 1 when one fails)", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Report folder (default: ./loadtest-FN-TIMESTAMP)", show_default=False)] = None,
-    cooldown: Annotated[str, typer.Option(
-        "--cooldown", help="Keep sampling after the load this long at most, or until zero replicas; "
-        "'auto': the revision's window + grace + 15s")] = "auto",
-    from_zero: Annotated[bool, typer.Option(
-        "--from-zero", help="Wait until the function runs no replica before starting the load")] = False,
-    think_time: Annotated[float, typer.Option(
-        "--think-time", help="Seconds a user waits between requests")] = 0.0,
-    url: Annotated[str | None, typer.Option(
-        "--url", help="Function URL to load (default: the function's path URL)",
-        show_default=False)] = None,
+    shape: ShapeOption = "spike",
+    users: UsersOption = 10,
+    duration: DurationOption = "60s",
+    steps: StepsOption = 4,
+    period: PeriodOption = None,
+    protocol: ProtocolOption = "v2",
+    sample: SampleOption = None,
+    expect: ExpectOption = None,
+    out: OutOption = None,
+    cooldown: CooldownOption = "auto",
+    from_zero: FromZeroOption = False,
+    think_time: ThinkTimeOption = 0.0,
+    url: UrlOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
     data: DataOption = None,
 ) -> None:
     """Load-test a function with locust and check that it scales: report folder, chart, expectations."""
-    # Imported here, not at the top: matplotlib and numpy would slow down every other `zeroserve` command.
-    from loadtests.expectations import check_expectations, load_expectations
-    from loadtests.harness import LoadTestPlan, prepare_request, run_load_test, wait_for_zero
-    from loadtests.report import write_report
+    # The loadtests modules are imported inside the helpers, not at the top: matplotlib and numpy would
+    # slow down every other `zeroserve` command.
+    from loadtests.harness import LoadTestPlan, prepare_request
 
-    try:
-        # Shape errors start with the parameter's name, which is the option's name here.
-        load_shape = build_shape(shape, users=users, duration=duration, steps=steps, period=period)
-        period_seconds = parse_duration(period) if period else None
-    except ValueError as exc:
-        fail(f"--{exc}")
-    try:
-        expectations = load_expectations(expect) if expect is not None else None
-    except ValueError as exc:
-        fail(str(exc))
+    load_shape, period_seconds = _checked_shape(shape, users, duration, steps, period)
+    expectations = _checked_expectations(expect)
     if think_time < 0:
         fail(f"--think-time: must be >= 0 seconds (got {think_time:g})")
 
@@ -103,36 +109,81 @@ def loadtest(
         target_url = url or info["path_url"]
         cooldown_seconds = _cooldown(client, function, info, cooldown, expectations)
         request = prepare_request(target_url, function, sample)
-        # Absolute before anything uses it: locust runs inside this folder.
-        out_dir = (out or Path(f"loadtest-{function}-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
         plan = LoadTestPlan(function=function, url=target_url, shape=shape, users=users,
-                            duration=load_shape.duration, request=request, out_dir=out_dir,
+                            duration=load_shape.duration, request=request, out_dir=_out_dir(out, function),
                             cooldown=cooldown_seconds, protocol=protocol, steps=steps, period=period_seconds,
                             think_time=think_time)
         sampler = ControlClient(client.server, resolve_token(token, data), timeout=STATUS_TIMEOUT)
-        with sampler, _sigterm_as_interrupt(), LiveLine(out_console) as live:
-            if from_zero:
-                out_console.print(f"waiting for {function} to scale to zero "
-                                  f"(up to {format_duration(cooldown_seconds)})")
-                wait_for_zero(lambda: sampler.status(function), cooldown_seconds, live.update)
-            out_console.print(f"load test of {function} at {target_url}: {shape}, {users} users, "
-                              f"{format_duration(load_shape.duration)} ({protocol.upper()}); "
-                              f"report in {shown_path(plan.out_dir)}/", markup=False)
-            run = run_load_test(plan, lambda: sampler.status(function), live.update)
+        run = _run(plan, sampler, from_zero, out_console)
+    checks = _report(out_console, run, expectations)
+    _exit_with_verdict(out_console, run, checks)
+
+
+def _checked_shape(shape: str, users: int, duration: str, steps: int,
+                   period: str | None) -> tuple[LoadShape, float | None]:
+    """The load shape and the sine period in seconds, or the CLI's error naming the option at fault."""
+    try:
+        # Shape errors start with the parameter's name, which is the option's name here.
+        load_shape = build_shape(shape, users=users, duration=duration, steps=steps, period=period)
+        period_seconds = parse_duration(period) if period else None
+    except ValueError as exc:
+        fail(f"--{exc}")
+    return load_shape, period_seconds
+
+
+def _checked_expectations(expect: Path | None) -> Expectations | None:
+    from loadtests.expectations import load_expectations
+
+    try:
+        return load_expectations(expect) if expect is not None else None
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _out_dir(out: Path | None, function: str) -> Path:
+    # Absolute before anything uses it: locust runs inside this folder.
+    return (out or Path(f"loadtest-{function}-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
+
+
+def _run(plan: LoadTestPlan, sampler: ControlClient, from_zero: bool, out: Console) -> LoadTestRun:
+    """Wait for zero replicas first when asked, then run the load, with the live line showing progress."""
+    from loadtests.harness import run_load_test, wait_for_zero
+
+    with sampler, _sigterm_as_interrupt(), LiveLine(out) as live:
+        if from_zero:
+            out.print(f"waiting for {plan.function} to scale to zero "
+                      f"(up to {format_duration(plan.cooldown)})")
+            wait_for_zero(lambda: sampler.status(plan.function), plan.cooldown, live.update)
+        out.print(f"load test of {plan.function} at {plan.url}: {plan.shape}, {plan.users} users, "
+                  f"{format_duration(plan.duration)} ({plan.protocol.upper()}); "
+                  f"report in {shown_path(plan.out_dir)}/", markup=False)
+        return run_load_test(plan, lambda: sampler.status(plan.function), live.update)
+
+
+def _report(out: Console, run: LoadTestRun, expectations: Expectations | None) -> list[CheckResult]:
+    """Check the expectations, write the report folder and print the summary and the checks."""
+    from loadtests.expectations import check_expectations
+    from loadtests.report import write_report
+
     checks = check_expectations(expectations, run.facts) if expectations is not None else []
     files = write_report(run, checks)
-    print_summary(out_console, run, files)
+    print_summary(out, run, files)
     if checks:
-        out_console.print(checks_table(checks))
+        out.print(checks_table(checks))
+    return checks
+
+
+def _exit_with_verdict(out: Console, run: LoadTestRun, checks: list[CheckResult]) -> None:
+    """Exit 130 when interrupted, 1 when an expectation failed; otherwise return (exit 0)."""
     if run.interrupted:
-        out_console.print("[yellow]interrupted[/]: locust stopped; the report covers the run so far")
+        out.print("[yellow]interrupted[/]: locust stopped; the report covers the run so far")
         raise typer.Exit(130)
     if any(not c.passed for c in checks):
         failed = ", ".join(c.name for c in checks if not c.passed)
-        out_console.print(f"[bold red]FAILED[/]: {failed}")
+        out.print(f"[bold red]FAILED[/]: {failed}")
         raise typer.Exit(1)
     if checks:
-        out_console.print("[bold green]all expectations met[/]")
+        out.print("[bold green]all expectations met[/]")
 
 
 def _cooldown(client: ControlClient, function: str, info: dict[str, Any], cooldown: str,
