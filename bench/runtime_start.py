@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe_machine  # noqa: E402
+from bench.moto_artifact import CREDENTIALS, S3Artifact, artifact_in_moto  # noqa: E402
 from revisions.artifact_uri import format_artifact_uri  # noqa: E402
-from revisions.digest import digest_function  # noqa: E402
 from revisions.store import LocalArtifactStore  # noqa: E402
 
 TARGET_MS = 1000.0
 EXAMPLE = ROOT / "examples" / "iris"
 READY_LINE = re.compile(r"^zeroserve: serving .* at http://127\.0\.0\.1:(\d+) ")
 FETCHED_LINE = re.compile(r"^zeroserve: fetched .*\((\d+) ms\)")
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1"}
 
 
 def zeroserve_command() -> list[str]:
@@ -85,72 +83,57 @@ def summary(values: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1], 1), "p90_ms": round(ordered[max(0, int(len(ordered) * 0.9) - 1)], 1)}
 
 
+def measure(rounds: int, artifact: S3Artifact, work: Path) -> dict[str, Any]:
+    """The interleaved rounds of the three cases; `work` holds the file store and the runtimes' TMPDIR."""
+    digest = artifact.digest
+    LocalArtifactStore(work / "store").put(digest.digest, EXAMPLE, digest.files, generated=digest.generated)
+    file_uri = format_artifact_uri(f"file://{work / 'store'}", digest.digest)
+
+    base_env = {**os.environ, "TMPDIR": str(work)}
+    base_env.pop("PORT", None)
+    s3_env = {**base_env, **CREDENTIALS, "ZEROSERVE_S3_ENDPOINT_URL": artifact.endpoint}
+    cases = {"s3": (["--artifact", artifact.uri], s3_env), "file": (["--artifact", file_uri], base_env),
+             "dir": ([str(EXAMPLE)], base_env)}
+    start_to_ready(*cases["s3"])  # warm the page cache once; not counted
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    fetches: list[float] = []
+    for _ in range(rounds):
+        for name, (args, env) in cases.items():
+            elapsed, fetched = start_to_ready(args, env)
+            results[name].append(elapsed)
+            if name == "s3" and fetched is not None:
+                fetches.append(fetched)
+    return {
+        "machine": describe_machine(), "rounds": rounds, "example": "examples/iris",
+        "start_to_ready": {name: summary(values) for name, values in results.items()},
+        "s3_fetch_median_ms": round(statistics.median(fetches), 1) if fetches else None,
+        "target_ms": TARGET_MS,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
 
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
-
-    from revisions.store_s3 import S3ArtifactStore
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
     work = Path(tempfile.mkdtemp(prefix="zeroserve-bench-runtime-"))
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        digest = digest_function(EXAMPLE)
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="bench", aws_secret_access_key="bench-secret")
-        bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        client.create_bucket(Bucket=bucket)
-        S3ArtifactStore(bucket, "zeroserve", client=client).put(digest.digest, EXAMPLE, digest.files,
-                                                                generated=digest.generated)
-        LocalArtifactStore(work / "store").put(digest.digest, EXAMPLE, digest.files, generated=digest.generated)
-        s3_uri = format_artifact_uri(f"s3://{bucket}/zeroserve", digest.digest)
-        file_uri = format_artifact_uri(f"file://{work / 'store'}", digest.digest)
-
-        base_env = {**os.environ, "TMPDIR": str(work)}
-        base_env.pop("PORT", None)
-        s3_env = {**base_env, **CREDENTIALS, "ZEROSERVE_S3_ENDPOINT_URL": endpoint}
-        cases = {"s3": (["--artifact", s3_uri], s3_env), "file": (["--artifact", file_uri], base_env),
-                 "dir": ([str(EXAMPLE)], base_env)}
-        start_to_ready(*cases["s3"])  # warm the page cache once; not counted
-        results: dict[str, list[float]] = {name: [] for name in cases}
-        fetches: list[float] = []
-        for _ in range(options.rounds):
-            for name, (args, env) in cases.items():
-                elapsed, fetched = start_to_ready(args, env)
-                results[name].append(elapsed)
-                if name == "s3" and fetched is not None:
-                    fetches.append(fetched)
-        report: dict[str, Any] = {
-            "machine": describe_machine(), "rounds": options.rounds, "example": "examples/iris",
-            "start_to_ready": {name: summary(values) for name, values in results.items()},
-            "s3_fetch_median_ms": round(statistics.median(fetches), 1) if fetches else None,
-            "target_ms": TARGET_MS,
-        }
-        s3 = report["start_to_ready"]["s3"]
-        print(f"machine: {report['machine']}")
-        print(f"rounds: {options.rounds} (interleaved), examples/iris, process start -> /v2/health/ready 200")
-        for name, stats in report["start_to_ready"].items():
-            print(f"  {name:5s} median {stats['median_ms']:7.1f} ms  p90 {stats['p90_ms']:7.1f}  "
-                  f"min {stats['min_ms']:7.1f}  max {stats['max_ms']:7.1f}")
-        print(f"  s3 fetch + verify (runtime's own figure): median {report['s3_fetch_median_ms']} ms")
-        verdict = "meets" if s3["median_ms"] <= TARGET_MS else "MISSES"
-        print(f"S3 start-to-ready median {s3['median_ms']} ms {verdict} the target of {TARGET_MS:.0f} ms")
-        if options.json:
-            options.json.write_text(json.dumps(report, indent=1))
+        with artifact_in_moto(EXAMPLE) as artifact:
+            report = measure(options.rounds, artifact, work)
     finally:
-        server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    s3 = report["start_to_ready"]["s3"]
+    print(f"machine: {report['machine']}")
+    print(f"rounds: {options.rounds} (interleaved), examples/iris, process start -> /v2/health/ready 200")
+    for name, stats in report["start_to_ready"].items():
+        print(f"  {name:5s} median {stats['median_ms']:7.1f} ms  p90 {stats['p90_ms']:7.1f}  "
+              f"min {stats['min_ms']:7.1f}  max {stats['max_ms']:7.1f}")
+    print(f"  s3 fetch + verify (runtime's own figure): median {report['s3_fetch_median_ms']} ms")
+    verdict = "meets" if s3["median_ms"] <= TARGET_MS else "MISSES"
+    print(f"S3 start-to-ready median {s3['median_ms']} ms {verdict} the target of {TARGET_MS:.0f} ms")
+    if options.json:
+        options.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -217,27 +217,14 @@ def encode_infer_response(
         doc["model_version"] = model_version
     if request is not None and request.id is not None:
         doc["id"] = request.id
-    entries: list[dict[str, Any]] = []
-    blobs: list[bytes | memoryview] = []
-    json_arrays: list[tuple[dict[str, Any], np.ndarray]] = []
+    tensors = _TensorWriter()
     for want in wanted:
         array = np.asarray(outputs[want.name])
         tensor = f"output '{want.name}'"
-        entry: dict[str, Any] = {"name": want.name, "datatype": datatype_of(array, tensor),
-                                 "shape": list(array.shape)}
-        if want.binary:
-            blob = encode_binary_data(tensor, array)
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            entry["data"] = encode_json_data(tensor, array)
-            json_arrays.append((entry, array))
-        entries.append(entry)
-    doc["outputs"] = entries
-    header = _dump_with_nulls(doc, json_arrays)
-    if not blobs:
-        return EncodedResponse([header], None)
-    return EncodedResponse([header, *blobs], len(header))
+        tensors.add({"name": want.name, "datatype": datatype_of(array, tensor), "shape": list(array.shape)},
+                    array, tensor, bool(want.binary))
+    doc["outputs"] = tensors.entries
+    return tensors.body(doc)
 
 
 def encode_infer_request(
@@ -249,22 +236,13 @@ def encode_infer_request(
     binary_data_output: bool = False,
 ) -> EncodedResponse:
     """Client side: arrays -> a V2 infer body (used by the samples, benchmarks and tests)."""
-    entries: list[dict[str, Any]] = []
-    blobs: list[bytes | memoryview] = []
-    json_arrays: list[tuple[dict[str, Any], np.ndarray]] = []
+    tensors = _TensorWriter()
     for name, value in inputs.items():
         array = np.asarray(value)
         tensor = f"input '{name}'"
-        entry: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype_of(array, tensor)}
-        if binary:
-            blob = encode_binary_data(tensor, array)
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            entry["data"] = encode_json_data(tensor, array)
-            json_arrays.append((entry, array))
-        entries.append(entry)
-    doc: dict[str, Any] = {"inputs": entries}
+        tensors.add({"name": name, "shape": list(array.shape), "datatype": datatype_of(array, tensor)},
+                    array, tensor, binary)
+    doc: dict[str, Any] = {"inputs": tensors.entries}
     if request_id is not None:
         doc["id"] = request_id
     if outputs is not None:
@@ -274,10 +252,37 @@ def encode_infer_request(
         ]
     if binary_data_output:
         doc["parameters"] = {"binary_data_output": True}
-    header = _dump_with_nulls(doc, json_arrays)
-    if not blobs:
-        return EncodedResponse([header], None)
-    return EncodedResponse([header, *blobs], len(header))
+    return tensors.body(doc)
+
+
+class _TensorWriter:
+    """The tensors of one V2 body being written (request or response): their JSON entries, the binary
+    blobs that follow the JSON header, and the JSON-data entries to write again if they hold NaN."""
+
+    __slots__ = ("entries", "blobs", "json_arrays")
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.blobs: list[bytes | memoryview] = []
+        self.json_arrays: list[tuple[dict[str, Any], np.ndarray]] = []
+
+    def add(self, entry: dict[str, Any], array: np.ndarray, tensor: str, binary: bool) -> None:
+        """Complete `entry` (name, datatype, shape, in the caller's order) with the array's data."""
+        if binary:
+            blob = encode_binary_data(tensor, array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            self.blobs.append(blob)
+        else:
+            entry["data"] = encode_json_data(tensor, array)
+            self.json_arrays.append((entry, array))
+        self.entries.append(entry)
+
+    def body(self, doc: dict[str, Any]) -> EncodedResponse:
+        """`doc` (which holds the entries) as the JSON header, then the blobs."""
+        header = _dump_with_nulls(doc, self.json_arrays)
+        if not self.blobs:
+            return EncodedResponse([header], None)
+        return EncodedResponse([header, *self.blobs], len(header))
 
 
 def _dump_with_nulls(doc: dict[str, Any], json_arrays: list[tuple[dict[str, Any], np.ndarray]]) -> bytes:

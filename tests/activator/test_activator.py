@@ -8,6 +8,8 @@ import json
 import random
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -15,6 +17,7 @@ from prometheus_client import generate_latest
 
 from activator import Activator, RevisionSettings, RevisionStats
 from tests.activator.harness import (
+    Replica,
     StaticResolver,
     client_session,
     replica_session,
@@ -33,6 +36,14 @@ def iris_routes(**settings):
         routes={"iris": {None: "iris-00001", "canary": "iris-00002"}, "canary-x": {None: "canary-x-00001"}},
         settings={"iris-00001": RevisionSettings(**settings), "iris-00002": RevisionSettings(**settings)},
     )
+
+
+@asynccontextmanager
+async def iris_activator(*replicas: Replica, **kwargs) -> AsyncIterator[tuple[Activator, str]]:
+    """A running activator over `iris_routes()` whose iris-00001 is served by `replicas`."""
+    async with running_activator(iris_routes(), **kwargs) as (activator, url):
+        activator.set_endpoints("iris-00001", [replica.endpoint for replica in replicas])
+        yield activator, url
 
 
 def test_requests_at_zero_wait_and_all_succeed_once_a_replica_is_ready(shared_replicas):
@@ -71,9 +82,7 @@ def test_routing_by_host_and_path_and_named_404s(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
+        async with iris_activator(r1) as (activator, url), client_session() as client:
             activator.set_endpoints("iris-00002", [r1.endpoint])
 
             async def get(path: str, host: str | None = None, **kwargs):
@@ -264,9 +273,7 @@ def test_large_bodies_stream_through_without_buffering(shared_replicas):
             yield chunk
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
+        async with iris_activator(r1) as (activator, url), client_session() as client:
             digest = hashlib.sha256()
             for _ in range(size // len(block)):
                 digest.update(block)
@@ -291,11 +298,8 @@ def test_bodies_are_forwarded_chunk_by_chunk(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client, \
+        async with iris_activator(r1) as (activator, url), client_session() as client, \
                 replica_session(r1) as direct:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
-
             async def progress() -> int:
                 async with direct.get("http://r/progress?id=up1") as response:
                     return (await response.json())["bytes"]
@@ -326,10 +330,8 @@ def test_client_leaving_a_stream_ends_the_proxied_request(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), \
+        async with iris_activator(r1) as (activator, url), \
                 replica_session(r1) as direct:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
             async with client_session() as client:
                 response = await client.get(f"{url}/fn/iris/download?bytes={8 * MB}&id=gone1")
                 await response.content.readexactly(64 * 1024)
@@ -346,11 +348,8 @@ def test_drain_stops_routing_and_waits_for_in_flight(shared_replicas):
     r1, r2 = shared_replicas
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client, \
+        async with iris_activator(r1) as (activator, url), client_session() as client, \
                 replica_session(r1) as direct:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
-
             async def call(path: str):
                 async with client.get(f"{url}/fn/iris{path}") as response:
                     return response.status, await response.json()
@@ -388,11 +387,9 @@ def test_sigkill_of_a_replica_fails_only_its_requests(replica_pool):
     k1, k2 = replica_pool.start("k1", "k2")
 
     async def scenario():
-        resolver = iris_routes()  # concurrency 0: two random choices spreads requests
-        async with running_activator(resolver, rng=random.Random(11).random) as (activator, url), \
+        # iris_routes() has concurrency 0: two random choices spreads requests
+        async with iris_activator(k1, k2, rng=random.Random(11).random) as (activator, url), \
                 client_session() as client, replica_session(k2) as direct:
-            activator.set_endpoints("iris-00001", [k1.endpoint, k2.endpoint])
-
             async def call(path: str):
                 async with client.get(f"{url}/fn/iris{path}") as response:
                     return response.status, await response.json()
@@ -489,11 +486,8 @@ def test_close_lets_requests_being_proxied_finish(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client, \
+        async with iris_activator(r1) as (activator, url), client_session() as client, \
                 replica_session(r1) as direct:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
-
             async def call():
                 async with client.get(f"{url}/fn/iris/hold?id=closing") as response:
                     return response.status, await response.json()
@@ -512,9 +506,7 @@ def test_head_and_client_errors_pass_through(shared_replicas):
     r1, _ = shared_replicas
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client:
-            activator.set_endpoints("iris-00001", [r1.endpoint])
+        async with iris_activator(r1) as (activator, url), client_session() as client:
             async with client.head(f"{url}/fn/iris/echo") as response:
                 assert response.status == 200 and await response.read() == b""
             async with client.get(f"{url}/fn/iris/download?bytes=0") as response:
@@ -530,10 +522,7 @@ def test_connection_errors_are_not_retried_after_the_body_was_sent(replica_pool)
     (victim,) = replica_pool.start("victim")
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client:
-            activator.set_endpoints("iris-00001", [victim.endpoint])
-
+        async with iris_activator(victim) as (activator, url), client_session() as client:
             async def body():
                 yield b"x" * 200_000
                 await wait_for(lambda: victim.process.poll() is not None, what="replica killed")
@@ -557,9 +546,7 @@ def test_replica_dying_mid_response_aborts_only_that_response(replica_pool):
     (victim,) = replica_pool.start("midway")
 
     async def scenario():
-        resolver = iris_routes()
-        async with running_activator(resolver) as (activator, url), client_session() as client:
-            activator.set_endpoints("iris-00001", [victim.endpoint])
+        async with iris_activator(victim) as (activator, url), client_session() as client:
             async with client.get(f"{url}/fn/iris/download?bytes={8 * MB}&id=midway") as response:
                 assert response.status == 200
                 await response.content.readexactly(64 * 1024)

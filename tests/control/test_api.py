@@ -4,10 +4,8 @@ uploads, and the route table the data plane reads."""
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import stat
-import tarfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from protocol.manifest import parse_manifest
 from revisions.digest import digest_function
 from tests.control.harness import change_model, function_dir
+from tests.control.uploads import tar_gz
 from zeroserve.settings import Settings, SettingsError, ensure_token
 from zeroserve.up import Platform, create_platform
 
@@ -118,25 +117,15 @@ def test_errors_are_json_with_the_right_status(tmp_path, method, path, kwargs, s
     with_platform(tmp_path, body)
 
 
-def tarball(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def test_uploads_are_checked_before_any_build(tmp_path):
     async def body(platform: Platform, http: httpx.AsyncClient) -> None:
         evil = await http.post("/api/v1/functions", headers=auth(platform),
-                               content=tarball({"../evil.py": b"x", "function.yaml": b"name: x"}))
+                               content=tar_gz({"../evil.py": b"x", "function.yaml": b"name: x"}))
         assert evil.status_code == 400 and "../evil.py" in evil.json()["error"]
         big = await http.post("/api/v1/functions", headers=auth(platform), content=b"x" * 5000)
         assert big.status_code == 413 and "limit" in big.json()["error"]
         failed = await http.post("/api/v1/functions", headers=auth(platform),
-                                 content=tarball({"function.yaml": b"name: Bad_Name\n"}))
+                                 content=tar_gz({"function.yaml": b"name: Bad_Name\n"}))
         assert failed.status_code == 400 and "function.yaml" in failed.json()["error"]
         assert "name" in failed.json()["error"]
         assert str(platform.settings.scratch_dir) not in failed.text  # no server paths in messages

@@ -1,7 +1,7 @@
 """Helpers for `zeroserve serve --artifact`: put a function into a store, run the runtime as a real process.
 
-Used by the runtime tests here, the runtime image's entrypoint test (tests/knative) and the credential
-isolation test (tests/security).
+Used by the runtime tests here (conftest's `serve_function` runs `functions.server` with `running` too),
+the runtime image's entrypoint test (tests/knative) and the credential isolation test (tests/security).
 """
 
 from __future__ import annotations
@@ -58,10 +58,15 @@ class RunningRuntime:
     def text(self) -> str:
         return "".join(self.output)
 
+    @property
+    def host_port(self) -> str:
+        return self.url.removeprefix("http://")
+
 
 @contextmanager
-def running(command: Sequence[str], env: Mapping[str, str], *, timeout: float = 60.0) -> Iterator[RunningRuntime]:
-    """Run `command` until it prints the runtime's ready line; terminate it (and wait) afterwards."""
+def running(command: Sequence[str], env: Mapping[str, str], *, timeout: float = 60.0,
+            ready: re.Pattern[str] = READY, stop_timeout: float = 15.0) -> Iterator[RunningRuntime]:
+    """Run `command` until it prints a `ready` line (its group 1 is the URL); terminate it (and wait) afterwards."""
     process = subprocess.Popen(list(command), cwd=REPO, env=dict(env), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -88,13 +93,13 @@ def running(command: Sequence[str], env: Mapping[str, str], *, timeout: float = 
                 continue
             if line is None:
                 raise AssertionError(f"{command} exited with {process.wait()}:\n{''.join(output)}")
-            if match := READY.match(line):
+            if match := ready.match(line):
                 url = match.group(1)
         yield RunningRuntime(url, process, output)
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=stop_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

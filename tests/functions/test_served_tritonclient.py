@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -15,20 +16,14 @@ ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.1, 5.6, 2.4], [5.9, 3.0, 4.2, 1.5
 
 @pytest.fixture(scope="module")
 def iris(iris_server):
-    client = triton.InferenceServerClient(iris_server.host_port)
-    try:
+    with closing(triton.InferenceServerClient(iris_server.host_port)) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
 def multi(multi_io_server):
-    client = triton.InferenceServerClient(multi_io_server.host_port)
-    try:
+    with closing(triton.InferenceServerClient(multi_io_server.host_port)) as client:
         yield client
-    finally:
-        client.close()
 
 
 def _iris_input(binary: bool) -> triton.InferInput:

@@ -16,17 +16,9 @@ from protocol.manifest import (
     parse_manifest,
     parse_manifest_text,
 )
+from tests.manifest.yaml_bombs import alias_bomb
 
 VALID = "name: iris\nmodel: model.onnx\n"
-
-
-def alias_bomb(levels: int) -> str:
-    """The billion laughs in YAML: each level is a list of nine aliases of the one before (~1 KB)."""
-    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    for level in range(1, levels + 1):
-        lines.append(f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * 9) + "]")
-    lines.append(f"name: *lol{levels}")
-    return "\n".join(lines) + "\n"
 
 
 def problems_of_text(text: str) -> list[str]:

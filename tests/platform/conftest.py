@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import contextlib
+import os
+import signal
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,19 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def stop_leaving_nothing(platforms: Iterable[Platform], leftovers: Iterable[int] = ()) -> None:
+    """Stop each platform, then SIGKILL whatever ran below it (and any of `leftovers`) that is still alive:
+    nothing may outlive a test's platforms, so the next test starts clean."""
+    pids = list(leftovers)
+    for platform in platforms:
+        pids.extend(platform.replica_pids() if platform.proc and platform.proc.poll() is None else ())
+        platform.stop()
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):  # it may end between the check and the kill
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
     started: list[Platform] = []
@@ -122,12 +137,7 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
     try:
         yield start
     finally:
-        for platform in started:
-            pids = platform.replica_pids() if platform.proc and platform.proc.poll() is None else set()
-            platform.stop()
-            for pid in pids:  # nothing may outlive the platform; kill leftovers so the next test is clean
-                if pid_alive(pid):
-                    subprocess.run(["kill", "-9", str(pid)], check=False)
+        stop_leaving_nothing(started)
 
 
 class Load:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import json
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,10 @@ def echo_function_dir(parent: Path) -> Path:
     return directory
 
 
-def start_echo_platform(parent: Path, env: dict[str, str] | None = None) -> PlatformProcess:
-    """Start the platform, deploy `echo` and wait until it answers (the first request starts a replica)."""
+@contextmanager
+def running_echo_platform(parent: Path, env: dict[str, str] | None = None) -> Iterator[PlatformProcess]:
+    """Start the platform, deploy `echo` and wait until it answers (the first request starts a replica);
+    stop the platform afterwards."""
     platform = PlatformProcess(parent / "data", env).start()
     try:
         with platform.client() as client:
@@ -56,10 +60,9 @@ def start_echo_platform(parent: Path, env: dict[str, str] | None = None) -> Plat
         body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}
         wait_for(lambda: httpx.post(platform.url + V2_INFER, json=body, timeout=60).status_code == 200,
                  "the echo function to answer", timeout=120, interval=0.5)
-    except BaseException:
+        yield platform
+    finally:
         platform.stop()
-        raise
-    return platform
 
 
 def raw_request(url: str, method: str, path: str, body: bytes | None = None,

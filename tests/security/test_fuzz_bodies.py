@@ -23,7 +23,7 @@ from protocol.tensors import DATATYPES
 from protocol.v1 import decode_predict_request, encode_predict_response
 from protocol.v2_codec import decode_infer_request, encode_infer_response
 from tests.control.harness import PlatformProcess
-from tests.security.echo_platform import V1_PREDICT, V2_INFER, start_echo_platform, strict_json
+from tests.security.echo_platform import V1_PREDICT, V2_INFER, running_echo_platform, strict_json
 
 # Any code point, unpaired surrogates included (json.dumps escapes them as \udXXX).
 texts = st.text(st.characters(codec=None, categories=None, exclude_categories=()), max_size=6)
@@ -123,11 +123,8 @@ def test_v1_codec_decodes_or_refuses_with_a_4xx_and_echoes_strict_json(body: byt
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    proc = start_echo_platform(tmp_path_factory.mktemp("fuzz-bodies"))
-    try:
+    with running_echo_platform(tmp_path_factory.mktemp("fuzz-bodies")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 
 from protocol.manifest import FunctionManifest, ManifestError, parse_manifest, parse_manifest_text
 from tests.control.harness import PlatformProcess
+from tests.control.uploads import tar_gz
 
 KEYS = ["name", "runtime", "model", "handler", "sample", "batching", "concurrency", "timeout_seconds",
         "scaling", "traffic", "auth", "resources", "env", "targets"]
@@ -106,16 +105,6 @@ def fuzz_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform
         proc.stop()
 
 
-def upload(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
 def manifest_text(data: dict, raw: str | None) -> bytes:
     if raw is not None:
         return raw.encode()
@@ -137,7 +126,7 @@ ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 def test_fuzzed_manifests_through_the_deploy_api_never_get_a_5xx(fuzz_platform, tmp_path: Path, data, raw):
     # No handler or model file: a manifest that passes validation fails at the files step, so no
     # user code runs and each example takes milliseconds.
-    body = upload({"function.yaml": manifest_text(data, raw)})
+    body = tar_gz({"function.yaml": manifest_text(data, raw)})
     response = httpx.post(f"{fuzz_platform.url}/api/v1/functions", content=body, timeout=60,
                           headers={"Authorization": f"Bearer {fuzz_platform.token}",
                                    "Content-Type": "application/gzip"})

@@ -24,7 +24,7 @@ from tests.security.echo_platform import (
     V2_INFER,
     json_error,
     raw_request,
-    start_echo_platform,
+    running_echo_platform,
     strict_json,
     tracebacks,
 )
@@ -32,11 +32,8 @@ from tests.security.echo_platform import (
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    proc = start_echo_platform(tmp_path_factory.mktemp("hostile-bodies"))
-    try:
+    with running_echo_platform(tmp_path_factory.mktemp("hostile-bodies")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def auth(platform: PlatformProcess) -> dict[str, str]:

@@ -3,11 +3,9 @@ function's repository, and targets this version cannot deploy to."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 import textwrap
 import time
@@ -21,28 +19,11 @@ import yaml
 
 from revisions.store import LocalArtifactStore
 from tests.control.harness import PlatformProcess, function_dir
+from tests.control.uploads import tar_gz
 from tests.git.gitrepo import WorkRepo, ls_remote, remote_url
+from tests.manifest.yaml_bombs import alias_bomb
 
 NDJSON = "application/x-ndjson"
-
-
-def alias_bomb(levels: int) -> str:
-    """Each level is a list of nine aliases of the one before: ~1 KB that expands to 9**levels strings."""
-    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    for level in range(1, levels + 1):
-        lines.append(f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * 9) + "]")
-    lines.append(f"name: *lol{levels}")
-    return "\n".join(lines) + "\n"
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def tar_gz_dir(directory: Path) -> bytes:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import yaml
 from functions.isolation.environment import INHERITED_NAMES, INHERITED_PREFIXES
 from functions.isolation.view import views_available
 from tests.control.harness import IRIS
-from tests.platform.conftest import Platform, pid_alive
+from tests.platform.conftest import Platform, pid_alive, stop_leaving_nothing
 from tests.polling import wait_for
 
 NEEDS_ROOT = pytest.mark.skipif(
@@ -202,13 +201,7 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
     try:
         yield start
     finally:
-        for platform in started:
-            pids = platform.replica_pids() if platform.proc and platform.proc.poll() is None else set()
-            platform.stop()
-            leftovers.extend(pids)
-        for pid in leftovers:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        stop_leaving_nothing(started, leftovers)
 
 
 def infer(platform: Platform, function: str, inputs: list[dict[str, Any]]) -> httpx.Response:
