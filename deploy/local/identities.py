@@ -14,13 +14,15 @@ but functions are no longer isolated from each other.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from functions.isolation import Identity
 
@@ -35,6 +37,18 @@ def base_for(data_dir: Path) -> int:
     """The first id of this data dir's range: stable for its path, different for most other paths."""
     slot = zlib.crc32(str(Path(data_dir).resolve()).encode()) % RANGES
     return FIRST_BASE_ID + slot * RANGE_SIZE
+
+
+@dataclass(frozen=True)
+class FunctionUsers:
+    """The file PerFunctionIdentities keeps: each function's index, and the next one to hand out."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    functions: dict[str, int]
+    next: int
+
+
+FUNCTION_USERS: Final = TypeAdapter(FunctionUsers)
 
 
 class IdentityPolicy(Protocol):
@@ -86,21 +100,22 @@ class PerFunctionIdentities:
 
     def _read(self) -> tuple[dict[str, int], int]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            indexes = {str(k): int(v) for k, v in data["functions"].items()}
-            return indexes, max(int(data["next"]), max(indexes.values(), default=0) + 1)
+            users = FUNCTION_USERS.validate_json(self.path.read_bytes())
         except FileNotFoundError:
             return {}, 1
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{self.path}: unreadable function user ids ({exc}); it maps functions to the "
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(part) for part in e['loc']) or 'the file'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise ValueError(f"{self.path}: unreadable function user ids ({problems}); it maps functions to the "
                              "users that own their files: fix it rather than delete it") from None
+        return dict(users.functions), max(users.next, max(users.functions.values(), default=0) + 1)
 
     def _write(self) -> None:
-        data = json.dumps({"next": self._next, "functions": self._indexes}, indent=1, sort_keys=True)
+        data = FUNCTION_USERS.dump_json(FunctionUsers(dict(sorted(self._indexes.items())), self._next), indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
+            with os.fdopen(fd, "wb") as handle:  # mkstemp: mode 0600
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

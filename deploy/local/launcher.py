@@ -15,7 +15,6 @@ and is recorded in `processes`, so a restarted platform sweeps what a killed one
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -24,9 +23,28 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from pydantic import ValidationError
 
 from deploy.local.limits import FORK_SAFETY_ENV
+from deploy.local.messages import (
+    FORK,
+    FORK_REQUEST,
+    SPAWN,
+    STATUS_REPORT,
+    ZYGOTE_MESSAGE,
+    Exited,
+    Forked,
+    ForkFailed,
+    ForkRequest,
+    LaunchMode,
+    ReplicaFailed,
+    StatusReport,
+    ZygoteHello,
+    ZygoteKind,
+    ZygoteMessage,
+)
 from deploy.local.types import ReplicaSpec
 from functions.isolation import inherited_environment
 from functions.isolation.environment import with_runtime_on_path
@@ -44,7 +62,7 @@ class LaunchError(RuntimeError):
 
 
 class ReplicaProcess:
-    def __init__(self, pid: int, status_fd: int, pidfd: int | None, mode: str):
+    def __init__(self, pid: int, status_fd: int, pidfd: int | None, mode: LaunchMode):
         self.pid = pid
         self.mode = mode
         self.returncode: int | None = None
@@ -83,8 +101,8 @@ class ReplicaProcess:
                 return f"killed by signal {-code}"
         return f"exit status {code}"
 
-    async def read_status(self) -> dict[str, Any] | None:
-        """The replica's one status line; None when it died (or closed the pipe) without one."""
+    async def read_status(self) -> StatusReport | None:
+        """The replica's one status report; None when it died (or closed the pipe) without one."""
         fd = self._status_fd
         if fd is None:
             return None
@@ -113,10 +131,9 @@ class ReplicaProcess:
         if not line:
             return None
         try:
-            message = json.loads(line)
-        except ValueError:
-            return {"event": "error", "error": f"unreadable status line from replica: {line[:200]!r}"}
-        return message if isinstance(message, dict) else None
+            return STATUS_REPORT.validate_json(line)
+        except ValidationError:
+            return ReplicaFailed(error=f"unreadable status line from replica: {line[:200]!r}")
 
     def close_status(self) -> None:
         if self._status_fd is not None:
@@ -144,7 +161,7 @@ class ReplicaProcess:
 
 
 class Launcher(Protocol):
-    mode: str
+    mode: LaunchMode
 
     async def launch(self, spec: ReplicaSpec) -> ReplicaProcess: ...
 
@@ -166,12 +183,17 @@ def launch_environment() -> dict[str, str]:
 def spec_memfd(spec: ReplicaSpec) -> int:
     """The spec in a memfd, positioned at its start; the caller closes it once handed over."""
     fd = os.memfd_create(f"zeroserve-spec-{spec.replica_id}", os.MFD_CLOEXEC)
-    data = spec.to_json().encode()
+    data = spec.to_json()
     written = 0
     while written < len(data):
         written += os.write(fd, data[written:])
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -198,7 +220,7 @@ async def send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> Non
 class SpawnLauncher:
     """A fresh interpreter per replica (`python -m deploy.local.replica`): slow to start, always safe."""
 
-    mode = "spawn"
+    mode: LaunchMode = SPAWN
 
     def __init__(self, spec_dir: Path, *, view: tuple[str, ...] = (), processes: ProcessRecords | None = None):
         self.spec_dir = spec_dir
@@ -208,7 +230,7 @@ class SpawnLauncher:
 
     async def launch(self, spec: ReplicaSpec) -> ReplicaProcess:
         if self.view:
-            spec = replace(spec, view=list(self.view))
+            spec = replace(spec, view=self.view)
         spec_fd = spec_memfd(spec)
         status_r, status_w = os.pipe()
         try:
@@ -250,20 +272,20 @@ class SpawnLauncher:
 class ZygoteLauncher:
     """Forks replicas from a pre-imported zygote; falls back to spawning when the zygote is not fork-safe."""
 
-    mode = "fork"
+    mode: LaunchMode = FORK
 
-    def __init__(self, kind: str, *, spec_dir: Path, preimports: tuple[str, ...] = (), view: tuple[str, ...] = (),
-                 processes: ProcessRecords | None = None):
+    def __init__(self, kind: ZygoteKind, *, spec_dir: Path, preimports: tuple[str, ...] = (),
+                 view: tuple[str, ...] = (), processes: ProcessRecords | None = None):
         self.kind = kind
         self.spec_dir = spec_dir
         self.preimports = preimports
         self.view = view  # directories replicas must reach; empty: no view (functions run as our user)
         self.processes = processes
-        self.hello: dict[str, Any] | None = None
+        self.hello: ZygoteHello | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._zygote_exit: asyncio.Future[None] | None = None
-        self._hello_future: asyncio.Future[dict[str, Any]] | None = None
+        self._hello_future: asyncio.Future[ZygoteHello] | None = None
         self._pending: dict[str, asyncio.Future[ReplicaProcess]] = {}
         self._processes: dict[int, ReplicaProcess] = {}
         self._early_exits: dict[int, int] = {}
@@ -313,7 +335,7 @@ class ZygoteLauncher:
     def running(self) -> bool:
         return self._control is not None and self._zygote_exit is not None and not self._zygote_exit.done()
 
-    async def ready(self) -> dict[str, Any]:
+    async def ready(self) -> ZygoteHello:
         if not self.running:
             self.start()
         assert self._hello_future is not None
@@ -335,52 +357,63 @@ class ZygoteLauncher:
             if not data:
                 self._on_control_closed()
                 return
-            self._handle(json.loads(data), fds)
+            try:
+                message = ZYGOTE_MESSAGE.validate_json(data)
+            except ValidationError as exc:
+                log.error("zygote '%s' sent an unreadable message (%s): %r", self.kind, exc, data[:200])
+                _close_all(fds)
+                continue
+            self._handle(message, fds)
 
-    def _handle(self, message: dict[str, Any], fds: list[int]) -> None:
-        event = message.get("event")
-        if event == "hello":
+    def _handle(self, message: ZygoteMessage, fds: list[int]) -> None:
+        if isinstance(message, Forked):
+            self._on_forked(message, fds)  # the fds are the replica's now
+            return
+        if isinstance(message, ZygoteHello):
             self._on_hello(message)
-        elif event == "forked":
-            pidfd, status_fd = (fds[0], fds[1]) if message.get("has_pidfd") else (None, fds[0])
-            process = ReplicaProcess(message["pid"], status_fd, pidfd, self.mode)
-            self._processes[process.pid] = process  # until the zygote reports it reaped
-            if process.pid in self._early_exits:  # reaped before we got here (no-pidfd kernels)
-                process.mark_exited(self._early_exits.pop(process.pid))
-            future = self._pending.pop(message["replica_id"], None)
-            if future is None or future.done():
-                process.send_signal(signal.SIGKILL)  # nobody waits for it any more
-                process.exited.add_done_callback(lambda _: process.close())
-            else:
-                future.set_result(process)
-        elif event == "fork_failed":
-            future = self._pending.pop(message["replica_id"], None)
+        elif isinstance(message, ForkFailed):
+            future = self._pending.pop(message.replica_id, None)
             if future is not None and not future.done():
-                future.set_exception(LaunchError(message["error"]))
-        elif event == "exited":
-            reaped = self._processes.pop(message["pid"], None)
-            if reaped is not None:
-                reaped.mark_exited(message["returncode"])
-            else:
-                self._early_exits[message["pid"]] = message["returncode"]
-                if len(self._early_exits) > 1024:
-                    self._early_exits.pop(next(iter(self._early_exits)))
-        for fd in fds if event != "forked" else ():
-            os.close(fd)
+                future.set_exception(LaunchError(message.error))
+        else:
+            self._on_exited(message)
+        _close_all(fds)
 
-    def _on_hello(self, hello: dict[str, Any]) -> None:
+    def _on_forked(self, message: Forked, fds: list[int]) -> None:
+        pidfd, status_fd = (fds[0], fds[1]) if message.has_pidfd else (None, fds[0])
+        process = ReplicaProcess(message.pid, status_fd, pidfd, self.mode)
+        self._processes[process.pid] = process  # until the zygote reports it reaped
+        if process.pid in self._early_exits:  # reaped before we got here (no-pidfd kernels)
+            process.mark_exited(self._early_exits.pop(process.pid))
+        future = self._pending.pop(message.replica_id, None)
+        if future is None or future.done():
+            process.send_signal(signal.SIGKILL)  # nobody waits for it any more
+            process.exited.add_done_callback(lambda _: process.close())
+        else:
+            future.set_result(process)
+
+    def _on_exited(self, message: Exited) -> None:
+        reaped = self._processes.pop(message.pid, None)
+        if reaped is not None:
+            reaped.mark_exited(message.returncode)
+        else:
+            self._early_exits[message.pid] = message.returncode
+            if len(self._early_exits) > 1024:
+                self._early_exits.pop(next(iter(self._early_exits)))
+
+    def _on_hello(self, hello: ZygoteHello) -> None:
         self.hello = hello
-        if hello.get("isolation_error"):
+        if hello.isolation_error:
             log.error("zygote '%s': %s; no replica can start until this is fixed (docs/security.md)", self.kind,
-                      hello["isolation_error"])
-        for module, error in hello.get("preimport_errors", {}).items():
+                      hello.isolation_error)
+        for module, error in hello.preimport_errors.items():
             log.warning("zygote '%s': could not preimport %s: %s", self.kind, module, error)
-        if hello["fork_safe"]:
-            log.info("zygote '%s' ready (pid %d): imports %.0f ms, warm-up %.0f ms", self.kind, hello["pid"],
-                     hello["import_ms"], hello["warmup_ms"])
+        if hello.fork_safe:
+            log.info("zygote '%s' ready (pid %d): imports %.0f ms, warm-up %.0f ms", self.kind, hello.pid,
+                     hello.import_ms, hello.warmup_ms)
         else:
             log.warning("zygote '%s' is not fork-safe (%s): replicas are spawned as fresh processes instead "
-                        "(cold starts take seconds, not milliseconds)", self.kind, hello["reason"])
+                        "(cold starts take seconds, not milliseconds)", self.kind, hello.reason)
         if self._hello_future is not None and not self._hello_future.done():
             self._hello_future.set_result(hello)
 
@@ -420,9 +453,9 @@ class ZygoteLauncher:
         if self._closed:
             raise LaunchError("the supervisor is stopping")
         hello = await self.ready()
-        if hello.get("isolation_error"):
-            raise LaunchError(hello["isolation_error"])
-        if not hello["fork_safe"]:
+        if hello.isolation_error:
+            raise LaunchError(hello.isolation_error)
+        if not hello.fork_safe:
             if self._spawn is None:
                 self._spawn = SpawnLauncher(self.spec_dir, view=self.view, processes=self.processes)
             return await self._spawn.launch(spec)
@@ -430,7 +463,7 @@ class ZygoteLauncher:
             raise LaunchError(f"replica {spec.replica_id} is already starting")
         future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
         self._pending[spec.replica_id] = future
-        message = json.dumps({"op": "fork", "replica_id": spec.replica_id}).encode()
+        message = FORK_REQUEST.dump_json(ForkRequest(replica_id=spec.replica_id))
         spec_fd = spec_memfd(spec)
         try:
             assert self._control is not None

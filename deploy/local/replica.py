@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import ctypes
 import importlib
-import json
 import os
 import socket
 import sys
@@ -30,9 +29,10 @@ from typing import Any, NoReturn
 import uvicorn
 import uvloop
 
+from deploy.local.messages import STATUS_REPORT, ReplicaFailed, ReplicaReady, StartMarks, StatusReport
 from deploy.local.types import ReplicaSpec
 from functions.http_protocol import CoalescingHttpToolsProtocol  # head + body in one write
-from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, Confinement, confine, is_out_of_memory
+from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, confine, is_out_of_memory
 from functions.isolation.limits import out_of_memory_message
 from functions.isolation.view import enter_view, runtime_paths
 from protocol.manifest import FunctionManifest
@@ -50,18 +50,18 @@ class StatusReporter:
         self.fd = fd
         self.reported = False
 
-    def ready(self, timings: dict[str, float], warnings: list[str]) -> None:
-        self._send({"event": "ready", "pid": os.getpid(), "timings": timings, "warnings": warnings})
+    def ready(self, timings: StartMarks, warnings: list[str]) -> None:
+        self._send(ReplicaReady(pid=os.getpid(), timings=timings, warnings=tuple(warnings)))
 
     def error(self, text: str) -> None:
-        self._send({"event": "error", "pid": os.getpid(), "error": text[:MAX_ERROR_CHARS]})
+        self._send(ReplicaFailed(pid=os.getpid(), error=text[:MAX_ERROR_CHARS]))
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, report: StatusReport) -> None:
         if self.reported:
             return
         self.reported = True
         try:
-            os.write(self.fd, json.dumps(message).encode() + b"\n")
+            os.write(self.fd, STATUS_REPORT.dump_json(report) + b"\n")
             os.close(self.fd)
         except OSError:
             pass  # the supervisor is gone; pdeathsig or its pidfd watch takes it from here
@@ -153,10 +153,22 @@ def describe_start_error(exc: BaseException, memory: str | None) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def uvicorn_config(app: Any, spec: ReplicaSpec) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, http=CoalescingHttpToolsProtocol, lifespan="off", ws="none", interface="asgi3", access_log=False,
+        log_config=None, log_level="warning", server_header=False,
+        # Only the activator connects, over a private socket: no forwarded-header rewriting.
+        proxy_headers=False,
+        # uvicorn annotates both as int but uses them as seconds (call_later, wait_for): fractions work.
+        timeout_graceful_shutdown=spec.graceful_shutdown_seconds,  # type: ignore[arg-type]
+        timeout_keep_alive=spec.keep_alive_seconds,  # type: ignore[arg-type]
+    )
+
+
 def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
                 started: float | None = None) -> NoReturn:
     """Load, bind, serve until SIGTERM; never returns (os._exit, so no zygote state is unwound)."""
-    timings = {"forked": started if started is not None else time.monotonic()}
+    forked = started if started is not None else time.monotonic()
     reporter = StatusReporter(status_fd)
     warnings: list[str] = []
     exit_code = 1
@@ -166,27 +178,17 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
         # Bound while this process may still write the platform's socket directory; only the activator
         # connects, once this replica has reported ready.
         sock = bind_unix_socket(spec.socket_path)
-        warnings = confine(Confinement.from_json(spec.confinement), parent_pid=parent_pid)
+        warnings = confine(spec.confinement, parent_pid=parent_pid)
         for warning in warnings:
             print(f"zeroserve replica {spec.replica_id}: {warning}", file=sys.stderr, flush=True)
         app = load_app(spec)  # user code from here on
         guard_out_of_memory(app, spec)
-        timings["loaded"] = time.monotonic()
-        config = uvicorn.Config(
-            app, http=CoalescingHttpToolsProtocol, lifespan="off", ws="none", interface="asgi3", access_log=False,
-            log_config=None, log_level="warning", server_header=False,
-            # Only the activator connects, over a private socket: no forwarded-header rewriting.
-            proxy_headers=False,
-            # uvicorn annotates both as int but uses them as seconds (call_later, wait_for): fractions work.
-            timeout_graceful_shutdown=spec.graceful_shutdown_seconds,  # type: ignore[arg-type]
-            timeout_keep_alive=spec.keep_alive_seconds,  # type: ignore[arg-type]
-        )
+        loaded = time.monotonic()
 
         def on_listening() -> None:
-            timings["listening"] = time.monotonic()
-            reporter.ready(timings, warnings)
+            reporter.ready(StartMarks(forked=forked, loaded=loaded, listening=time.monotonic()), warnings)
 
-        server = ReplicaServer(config, on_listening)
+        server = ReplicaServer(uvicorn_config(app, spec), on_listening)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(server.serve(sockets=[sock]))
         exit_code = 0

@@ -7,6 +7,10 @@ moment it happens (pidfd), replaces crashed replicas, and backs off exponentiall
 replicas keep failing to start, reporting the start error through `on_start_failed` so requests
 waiting for that revision fail with the error instead of hanging.
 
+What to start, what to retire, and when to try again are decided by `replica_plan` (pure, table-tested);
+this module is the I/O shell around it: processes, sockets, timers, callbacks. It reads the time only
+through its `clock`.
+
 Replicas are confined (functions.isolation): the platform's allowlisted environment plus the
 function's `env`, a private home under `<run_dir>/home/`, `resources.threads` and `resources.memory`,
 death with the zygote. With `identities` (the platform runs as root) each function's replicas run as
@@ -25,24 +29,36 @@ import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from deploy.local.backoff import Backoff
 from deploy.local.identities import IdentityPolicy
 from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher
 from deploy.local.limits import FORK_SAFETY_ENV
-from deploy.local.types import ReplicaEndpoint, ReplicaInfo, ReplicaSetStatus, ReplicaSpec
-from functions.isolation import (
-    OUT_OF_MEMORY_EXIT_CODE,
-    Confinement,
-    Identity,
-    function_environment,
-    inherited_environment,
+from deploy.local.messages import ReplicaFailed, ReplicaReady, StatusReport, ZygoteKind
+from deploy.local.replica_plan import (
+    DRAINING,
+    GONE,
+    READY,
+    STARTING,
+    STOPPING,
+    Actions,
+    Backoff,
+    Failures,
+    ReplicaFacts,
+    ReplicaSetState,
+    ReplicaState,
+    after_crash,
+    after_ready,
+    after_start_failure,
+    error_for_waiters,
+    exit_reason,
+    plan,
 )
+from deploy.local.types import ReplicaEndpoint, ReplicaInfo, ReplicaSetStatus, ReplicaSpec
+from functions.isolation import Confinement, Identity, function_environment, inherited_environment
 from functions.isolation.files import private_dir, share_read_only
-from functions.isolation.limits import out_of_memory_message
 from functions.isolation.orphans import ProcessRecords
 from protocol.manifest import FunctionManifest
 
@@ -54,8 +70,12 @@ HOME_DIR_NAME = "home"
 PROCESSES_DIR_NAME = "processes"
 LOCK_FILE_NAME = "supervisor.lock"
 MAX_UNIX_PATH = 107            # sun_path is 108 bytes with the terminating NUL
-STABLE_UPTIME = 10.0           # a replica that served this long before dying does not extend a crash streak
 EXIT_GRACE_AFTER_KILL = 5.0
+# The loop's timers may fire a little before `clock` reaches their time (uvloop counts whole, cached
+# milliseconds); a retry planned again for a moment later then waits at least this, never spins.
+MIN_RETRY_WAIT = 0.001
+
+Clock = Callable[[], float]
 
 OnReplicasChanged = Callable[[str, list[ReplicaEndpoint]], None]
 OnStartFailed = Callable[[str, str], None]
@@ -69,20 +89,18 @@ class UnknownRevisionError(LookupError):
         self.revision = revision
 
 
-# Replica states. STOPPING covers both a start that was called off and a drained replica being stopped;
-# GONE is a replica that died or failed and only waits for its cleanup.
-STARTING, READY, DRAINING, STOPPING, GONE = "starting", "ready", "draining", "stopping", "gone"
-
-
 @dataclass(eq=False)
 class _Replica:
     replica_id: str
     socket_path: str
-    requested_at: float            # time.monotonic(): the clock replicas stamp their timings with
-    state: str = STARTING
+    requested_at: float            # the supervisor's clock, which replicas' timings are compared with
+    state: ReplicaState = STARTING
     process: ReplicaProcess | None = None
     ready_at: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def facts(self) -> ReplicaFacts:
+        return ReplicaFacts(self.replica_id, self.state, self.requested_at, self.ready_at)
 
 
 @dataclass(eq=False)
@@ -92,24 +110,23 @@ class _ReplicaSet:
     manifest: FunctionManifest
     manifest_data: dict[str, Any]
     desired: int = 0
-    replicas: dict[str, _Replica] = field(default_factory=dict)
-    last_error: str | None = None
-    restarts: int = 0
-    start_failures: int = 0
-    last_failure_at: float = float("-inf")
-    crash_streak: int = 0
-    retry_at: float = 0.0          # loop.time(): when the next start may begin
+    replicas: dict[str, _Replica] = field(default_factory=dict)  # in the order their starts were asked for
+    failures: Failures = field(default_factory=Failures)
     retry_timer: asyncio.TimerHandle | None = None
     published: list[ReplicaEndpoint] | None = None
     identity: Identity | None = None   # who its replicas run as (None: the platform's own user)
     home: Path | None = None           # the function's private HOME, made when its first replica starts
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> ZygoteKind:
         return "torch" if self.manifest.runtime == "torch" else "default"
 
-    def in_state(self, *states: str) -> list[_Replica]:
+    def in_state(self, *states: ReplicaState) -> list[_Replica]:
         return [r for r in self.replicas.values() if r.state in states]
+
+    def state(self) -> ReplicaSetState:
+        """What replica_plan decides from."""
+        return ReplicaSetState(tuple(r.facts() for r in self.replicas.values()), self.failures)
 
 
 def prepare_run_dir(run_dir: Path) -> None:
@@ -142,6 +159,7 @@ class Supervisor:
         on_replica_failed: OnReplicaFailed | None = None,
         identities: IdentityPolicy | None = None,
         shared_dirs: tuple[Path, ...] = (),
+        clock: Clock = time.monotonic,
     ):
         self.run_dir = Path(run_dir)
         self.socket_dir = self.run_dir / SOCKET_DIR_NAME
@@ -158,6 +176,8 @@ class Supervisor:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.backoff = backoff
+        # Replicas stamp their start timings with time.monotonic, which `timings_ms` compares with this.
+        self._clock = clock
         # Below stop_timeout, so a replica finishes its own graceful exit before we SIGKILL it.
         self.replica_graceful_shutdown = min(replica_graceful_shutdown, max(stop_timeout - 1.0, 0.0))
         # Longer than the activator's client keep-alive, so the client always closes an idle connection
@@ -167,7 +187,7 @@ class Supervisor:
         self._on_start_failed = on_start_failed
         self._drain = drain
         self._sets: dict[str, _ReplicaSet] = {}
-        self._launchers: dict[str, Launcher] = {}
+        self._launchers: dict[ZygoteKind, Launcher] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sequence = 0
         self._lock_file: IO[str] | None = None
@@ -215,8 +235,7 @@ class Supervisor:
                 rs.retry_timer.cancel()
                 rs.retry_timer = None
             rs.desired = 0
-            for replica in rs.in_state(STARTING, READY):
-                self._retire(rs, replica)
+            self._apply(rs, plan(rs.state(), 0, self._clock()))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for launcher in self._launchers.values():
@@ -233,7 +252,7 @@ class Supervisor:
             for path in self.socket_dir.glob(pattern):
                 path.unlink(missing_ok=True)
 
-    def _launcher(self, kind: str) -> Launcher:
+    def _launcher(self, kind: ZygoteKind) -> Launcher:
         launcher = self._launchers.get(kind)
         if launcher is None:
             view = self._view()
@@ -286,10 +305,10 @@ class Supervisor:
             raise RuntimeError("the supervisor is not running (call start() first)")
         rs.desired = n
         self._reconcile(rs)
-        loop = asyncio.get_running_loop()
-        if n > 0 and rs.retry_at > loop.time() and not rs.in_state(READY) and rs.last_error:
+        error = error_for_waiters(rs.state(), self._clock()) if n > 0 else None
+        if error is not None:
             # Backing off: whoever asked for replicas now is waiting for them; tell it why none come.
-            loop.call_soon(self._report_start_failure, rs.revision, rs.last_error)
+            asyncio.get_running_loop().call_soon(self._report_start_failure, rs.revision, error)
 
     def status(self, revision: str) -> ReplicaSetStatus:
         rs = self._get(revision)
@@ -297,7 +316,7 @@ class Supervisor:
                     if r.state == DRAINING or (r.state == STOPPING and r.ready_at is not None)]
         return ReplicaSetStatus(desired=rs.desired, ready=len(rs.in_state(READY)),
                                 starting=len(rs.in_state(STARTING)), draining=len(draining),
-                                last_error=rs.last_error, restarts=rs.restarts)
+                                last_error=rs.failures.last_error, restarts=rs.failures.restarts)
 
     def replicas(self, revision: str) -> list[ReplicaInfo]:
         rs = self._get(revision)
@@ -311,7 +330,7 @@ class Supervisor:
 
     def zygotes(self) -> dict[str, dict[str, Any]]:
         """Each started zygote's report: pid, threads, fork_safe (and why not), import and warm-up ms."""
-        return {kind: dict(launcher.hello) for kind, launcher in self._launchers.items()
+        return {kind: asdict(launcher.hello) for kind, launcher in self._launchers.items()
                 if isinstance(launcher, ZygoteLauncher) and launcher.hello is not None}
 
     @property
@@ -327,23 +346,17 @@ class Supervisor:
     # --- reconciling ---------------------------------------------------------------------------------
 
     def _reconcile(self, rs: _ReplicaSet) -> None:
-        if self._stopping:
-            return
-        live = rs.in_state(STARTING, READY)
-        excess = len(live) - rs.desired
-        if excess > 0:
-            # Calling off a start costs nothing; among ready ones, the newest has the coldest caches.
-            victims = rs.in_state(STARTING)[::-1] + rs.in_state(READY)[::-1]
-            for replica in victims[:excess]:
-                self._retire(rs, replica)
-        elif excess < 0:
-            loop = asyncio.get_running_loop()
-            if rs.retry_at > loop.time():
-                if rs.retry_timer is None:
-                    rs.retry_timer = loop.call_at(rs.retry_at, self._retry, rs)
-                return
-            for _ in range(-excess):
-                self._start_replica(rs)
+        if not self._stopping:
+            self._apply(rs, plan(rs.state(), rs.desired, self._clock()))
+
+    def _apply(self, rs: _ReplicaSet, actions: Actions) -> None:
+        for replica_id in actions.retire:
+            self._retire(rs, rs.replicas[replica_id])
+        if actions.retry_at is not None and rs.retry_timer is None:
+            wait = max(actions.retry_at - self._clock(), MIN_RETRY_WAIT)
+            rs.retry_timer = asyncio.get_running_loop().call_later(wait, self._retry, rs)
+        for _ in range(actions.start):
+            self._start_replica(rs)
 
     def _retry(self, rs: _ReplicaSet) -> None:
         rs.retry_timer = None
@@ -353,7 +366,7 @@ class Supervisor:
         self._sequence += 1
         replica = _Replica(replica_id=f"{rs.revision}-r{self._sequence}",
                            socket_path=str(self.socket_dir.resolve() / f"r{self._sequence}.sock"),
-                           requested_at=time.monotonic())
+                           requested_at=self._clock())
         rs.replicas[replica.replica_id] = replica
         self._spawn_task(self._run_replica(rs, replica))
 
@@ -393,6 +406,30 @@ class Supervisor:
             self._publish(rs)
 
     async def _start_and_serve(self, rs: _ReplicaSet, replica: _Replica) -> None:
+        process = await self._launch(rs, replica)
+        if process is None:
+            return
+        report, pipe_closed = await self._read_report(process)
+        if replica.state != STARTING:  # called off while it loaded
+            await self._terminate(process)
+            return
+        if not isinstance(report, ReplicaReady):
+            error = await self._start_error(rs, process, report, pipe_closed)
+            replica.state = GONE
+            self._start_failed(rs, replica, error)  # report first: stopping a hung start takes seconds
+            await self._terminate(process)
+            return
+        self._on_ready(rs, replica, report, self._clock())
+        await self._serve(rs, replica, process)
+
+    async def _serve(self, rs: _ReplicaSet, replica: _Replica, process: ReplicaProcess) -> None:
+        """Until the ready replica exits; an exit it was not asked for (still READY) is a crash."""
+        await process.exited
+        if replica.state == READY:
+            await self._on_crash(rs, replica, process)
+
+    async def _launch(self, rs: _ReplicaSet, replica: _Replica) -> ReplicaProcess | None:
+        """The replica's process; None when it could not be created (reported) or was called off meanwhile."""
         spec = self._spec(rs, replica)
         try:
             process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec), self.start_timeout)
@@ -401,59 +438,43 @@ class Supervisor:
                 replica.state = GONE
                 reason = str(exc) or f"no answer from the zygote in {self.start_timeout:.0f}s"
                 self._start_failed(rs, replica, f"could not start a replica process: {reason}")
-            return
+            return None
         replica.process = process
         if replica.state != STARTING:  # called off while the zygote forked it
             await self._terminate(process)
-            return
+            return None
+        return process
 
+    async def _read_report(self, process: ReplicaProcess) -> tuple[StatusReport | None, bool]:
+        """The replica's status report (None: it sent none), and whether its pipe closed before start_timeout."""
         status_task = asyncio.ensure_future(process.read_status())
         status_or_exit: set[asyncio.Future[Any]] = {status_task, process.exited}
         done, _ = await asyncio.wait(status_or_exit, timeout=self.start_timeout, return_when=asyncio.FIRST_COMPLETED)
         if status_task not in done and process.exited.done():
             # Died: a line it wrote just before is still in the pipe, and EOF follows at once.
             await asyncio.wait({status_task}, timeout=0.5)
-        message = status_task.result() if status_task.done() else None
         if not status_task.done():
             status_task.cancel()
-        elif message is None and not process.exited.done():
+            return None, False
+        report = status_task.result()
+        if report is None and not process.exited.done():
             # End of file without a line: the process is dying (its fds close before it exits).
             await asyncio.wait({process.exited}, timeout=2.0)
-        if replica.state != STARTING:
-            await self._terminate(process)
-            return
-        if message is not None and message.get("event") == "ready":
-            self._on_ready(rs, replica, message, time.monotonic())
-        else:
-            if message is not None:
-                error = str(message.get("error", "unknown error"))
-            elif process.exited.done():
-                description = self._describe_exit(rs, process, await process.exit_description())
-                error = f"the replica process exited before it was ready ({description})"
-            elif status_task.done():
-                error = "the replica closed its status pipe without reporting ready or an error"
-            else:
-                error = f"the replica was not ready after {self.start_timeout:.0f}s (start_timeout)"
-            replica.state = GONE
-            self._start_failed(rs, replica, error)  # report first: stopping a hung start takes seconds
-            await self._terminate(process)
-            return
+        return report, True
 
-        await process.exited
-        if replica.state == READY:
-            replica.state = GONE
-            self._on_crash(rs, replica, time.monotonic())
-            description = self._describe_exit(rs, process, await process.exit_description())
-            rs.last_error = f"replica {replica.replica_id} exited unexpectedly ({description})"
-            log.warning("revision %s: %s", rs.revision, rs.last_error)
-            if rs.retry_at > asyncio.get_running_loop().time() and not rs.in_state(READY):
-                # Backing off with no replica: requests waiting for one hear why now, not after the backoff.
-                self._report_start_failure(rs.revision, rs.last_error)
-            if self._on_replica_failed is not None:
-                try:
-                    self._on_replica_failed(rs.revision, rs.last_error)
-                except Exception:
-                    log.exception("on_replica_failed failed for revision %s", rs.revision)
+    async def _start_error(self, rs: _ReplicaSet, process: ReplicaProcess, report: ReplicaFailed | None,
+                           pipe_closed: bool) -> str:
+        if report is not None:
+            return report.error
+        if process.exited.done():
+            return f"the replica process exited before it was ready ({await self._exit_reason(rs, process)})"
+        if pipe_closed:
+            return "the replica closed its status pipe without reporting ready or an error"
+        return f"the replica was not ready after {self.start_timeout:.0f}s (start_timeout)"
+
+    async def _exit_reason(self, rs: _ReplicaSet, process: ReplicaProcess) -> str:
+        description = await process.exit_description()  # sets returncode once the reaper tells
+        return exit_reason(process.returncode, description, rs.manifest.resources.memory)
 
     def _spec(self, rs: _ReplicaSet, replica: _Replica) -> ReplicaSpec:
         manifest = rs.manifest
@@ -467,61 +488,48 @@ class Supervisor:
         return ReplicaSpec(
             replica_id=replica.replica_id, revision=rs.revision, function_dir=function_dir,
             socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
-            confinement=confinement.to_json(), memory=manifest.resources.memory,
+            confinement=confinement, memory=manifest.resources.memory,
             graceful_shutdown_seconds=self.replica_graceful_shutdown,
             keep_alive_seconds=self.replica_keep_alive,
         )
 
-    def _describe_exit(self, rs: _ReplicaSet, process: ReplicaProcess, description: str) -> str:
-        """'exit status 137' of a replica with a memory limit is its own out-of-memory exit: say so."""
-        if process.returncode == OUT_OF_MEMORY_EXIT_CODE and rs.manifest.resources.memory is not None:
-            return out_of_memory_message(rs.manifest.resources.memory)
-        return description
-
-    def _on_ready(self, rs: _ReplicaSet, replica: _Replica, message: dict[str, Any], now: float) -> None:
+    def _on_ready(self, rs: _ReplicaSet, replica: _Replica, report: ReplicaReady, now: float) -> None:
         replica.state = READY
         replica.ready_at = now
-        marks = message.get("timings", {})
-        if {"forked", "loaded", "listening"} <= marks.keys():
-            replica.timings_ms = {
-                "fork": (marks["forked"] - replica.requested_at) * 1000,
-                "load": (marks["loaded"] - marks["forked"]) * 1000,
-                "listen": (marks["listening"] - marks["loaded"]) * 1000,
-                "report": (now - marks["listening"]) * 1000,
-                "total": (now - replica.requested_at) * 1000,
-            }
-        for warning in message.get("warnings", []):
+        replica.timings_ms = report.timings.phases_ms(replica.requested_at, now)
+        for warning in report.warnings:
             log.warning("revision %s: replica %s: %s", rs.revision, replica.replica_id, warning)
-        rs.start_failures = 0
+        rs.failures = after_ready(rs.failures)
         process = replica.process
         log.info("revision %s: replica %s ready (pid %s, %s) in %.1f ms", rs.revision, replica.replica_id,
                  process.pid if process else "?", process.mode if process else "",
                  (now - replica.requested_at) * 1000)
         self._publish(rs)
 
-    def _on_crash(self, rs: _ReplicaSet, replica: _Replica, now: float) -> None:
-        self._publish(rs)  # out of routing at once
-        uptime = now - (replica.ready_at or now)
-        rs.crash_streak = rs.crash_streak + 1 if uptime < STABLE_UPTIME else 1
-        rs.restarts += 1
-        # The first crash is replaced at once; a replica that keeps dying young backs off like a failed start.
-        delay = self.backoff.delay(rs.crash_streak - 1)
-        rs.retry_at = max(rs.retry_at, asyncio.get_running_loop().time() + delay)
+    async def _on_crash(self, rs: _ReplicaSet, replica: _Replica, process: ReplicaProcess) -> None:
+        """A ready replica died without being asked to: out of routing and replaced at once, then reported."""
+        replica.state = GONE
+        self._publish(rs)
+        rs.failures = after_crash(rs.failures, replica.ready_at, self._clock(), self.backoff)
         self._reconcile(rs)
+        error = f"replica {replica.replica_id} exited unexpectedly ({await self._exit_reason(rs, process)})"
+        rs.failures = replace(rs.failures, last_error=error)
+        log.warning("revision %s: %s", rs.revision, error)
+        waiting = error_for_waiters(rs.state(), self._clock())
+        if waiting is not None:
+            # Backing off with no replica: requests waiting for one hear why now, not after the backoff.
+            self._report_start_failure(rs.revision, waiting)
+        if self._on_replica_failed is not None:
+            try:
+                self._on_replica_failed(rs.revision, error)
+            except Exception:
+                log.exception("on_replica_failed failed for revision %s", rs.revision)
 
     def _start_failed(self, rs: _ReplicaSet, replica: _Replica, error: str) -> None:
-        now = time.monotonic()
-        # Replicas launched together fail together; they count as one attempt, not one each.
-        if replica.requested_at >= rs.last_failure_at:
-            rs.start_failures += 1
-        rs.last_failure_at = now
-        rs.restarts += 1
-        rs.last_error = error
-        delay = self.backoff.delay(rs.start_failures)
-        loop_now = asyncio.get_running_loop().time()
-        rs.retry_at = max(rs.retry_at, loop_now + delay)
+        now = self._clock()
+        rs.failures = after_start_failure(rs.failures, replica.requested_at, error, now, self.backoff)
         log.warning("revision %s: replica %s failed to start: %s (next attempt in %.1fs)", rs.revision,
-                    replica.replica_id, error, max(rs.retry_at - loop_now, 0.0))
+                    replica.replica_id, error, max(rs.failures.retry_at - now, 0.0))
         self._report_start_failure(rs.revision, error)
         self._reconcile(rs)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from pydantic import ConfigDict, TypeAdapter
 
 # Where a ready replica listens: the activator's own type, so endpoints pass to it as they are.
 from activator.contracts import ReplicaEndpoint
+from deploy.local.messages import LaunchMode
+from deploy.local.replica_plan import ReplicaState
+from functions.isolation import Confinement
 
 __all__ = ["ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec"]
 
@@ -34,40 +38,46 @@ class ReplicaInfo:
 
     `timings_ms` (once ready): fork (request sent -> child running), load (-> app loaded, limits and env
     included), listen (-> uvicorn accepting), report (-> supervisor saw ready), total (request -> ready).
+    `mode` is empty until its process exists.
     """
 
     replica_id: str
     revision: str
-    state: str
+    state: ReplicaState
     pid: int | None
     socket_path: str
-    mode: str
+    mode: LaunchMode | Literal[""]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReplicaSpec:
-    """Everything a new replica process needs, in a private file (0600) the replica reads and removes.
+    """Everything a new replica process needs, in a memfd that only the replica reads.
 
     Never in argv, and never through the zygote's memory: `manifest` and `confinement` carry the
     function's env, whose values may be secrets, and every replica forked later would inherit a copy.
+    Encoded like the messages (deploy.local.messages): JSON by a pydantic TypeAdapter.
     """
 
+    __pydantic_config__ = ConfigDict(extra="forbid")
     replica_id: str
     revision: str
     function_dir: str
     socket_path: str
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]      # normalised function.yaml
     app_factory: str
-    confinement: dict[str, Any]   # functions.isolation.Confinement: env, identity, limits, workdir
+    confinement: Confinement      # env, identity, limits, workdir
     memory: str | None            # resources.memory as written, for "out of memory: 512Mi"
     graceful_shutdown_seconds: float
     keep_alive_seconds: float
-    view: list[str] = field(default_factory=list)  # spawned replicas only: what their view must reach
+    view: tuple[str, ...] = ()    # spawned replicas only: what their view must reach
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+    def to_json(self) -> bytes:
+        return REPLICA_SPEC.dump_json(self)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> ReplicaSpec:
-        return cls(**json.loads(text))
+    def from_json(cls, data: str | bytes) -> ReplicaSpec:
+        return REPLICA_SPEC.validate_json(data)
+
+
+REPLICA_SPEC: Final = TypeAdapter(ReplicaSpec)

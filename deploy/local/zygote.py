@@ -3,14 +3,15 @@
 A fresh interpreter needs over a second to import numpy, ONNX Runtime and the serving stack; a fork of
 this process has them already, so a replica only loads its model and binds its socket.
 
-Protocol with the supervisor: one SOCK_SEQPACKET socket (fd given with --control-fd), one JSON
-object per message.
-  zygote -> supervisor  {"event": "hello", "pid", "kind", "fork_safe", "threads", "reason",
-                         "import_ms", "warmup_ms", "preimport_errors", "isolation_error"}
-  supervisor -> zygote  {"op": "fork", "replica_id"} + fd [a memfd holding the ReplicaSpec]
-  zygote -> supervisor  {"event": "forked", "replica_id", "pid"} + fds [pidfd, status pipe read end]
-                        {"event": "fork_failed", "replica_id", "error"}
-                        {"event": "exited", "pid", "returncode"}     (after reaping: no zombies)
+Protocol with the supervisor: one SOCK_SEQPACKET socket (fd given with --control-fd), one message
+(deploy.local.messages, JSON) per packet.
+  zygote -> supervisor  ZygoteHello {"event": "hello", "pid", "kind", "fork_safe", "threads", "reason",
+                                     "import_ms", "warmup_ms", "preimport_errors", "isolation_error"}
+  supervisor -> zygote  ForkRequest {"op": "fork", "replica_id"} + fd [a memfd holding the ReplicaSpec]
+  zygote -> supervisor  Forked {"event": "forked", "replica_id", "pid", "has_pidfd"}
+                               + fds [pidfd, status pipe read end]
+                        ForkFailed {"event": "fork_failed", "replica_id", "error"}
+                        Exited {"event": "exited", "pid", "returncode"}     (after reaping: no zombies)
 End of file on the socket means the supervisor is gone: the zygote stops its replicas and exits.
 Replicas are direct children (reaped here on SIGCHLD) and carry PR_SET_PDEATHSIG, so they die with it;
 the zygote carries one too (`--parent-pid`), so it dies with the platform, even a SIGKILLed one.
@@ -28,16 +29,27 @@ import argparse
 import base64
 import gc
 import importlib
-import json
 import os
 import selectors
 import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import cast
+
+from pydantic import ValidationError
 
 from deploy.local.limits import FORK_SAFETY_ENV
+from deploy.local.messages import (
+    FORK_REQUEST,
+    ZYGOTE_MESSAGE,
+    Exited,
+    Forked,
+    ForkFailed,
+    ZygoteHello,
+    ZygoteKind,
+    ZygoteMessage,
+)
 from functions.isolation import die_with_parent
 from functions.isolation.view import enter_view, runtime_paths
 
@@ -47,7 +59,7 @@ COMMON_PREIMPORTS = (
     "deploy.local.replica", "functions.app", "functions.loaders.onnx_model",
     "functions.loaders.python_handler",
 )
-PREIMPORTS = {
+PREIMPORTS: dict[ZygoteKind, tuple[str, ...]] = {
     "default": COMMON_PREIMPORTS,
     "torch": (*COMMON_PREIMPORTS, "torch", "functions.loaders.torchscript"),
 }
@@ -94,8 +106,8 @@ def warm_up_onnxruntime() -> None:
     del session
 
 
-def send(control: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
+def send(control: socket.socket, message: ZygoteMessage, fds: list[int] | None = None) -> None:
+    data = ZYGOTE_MESSAGE.dump_json(message)
     if fds:
         socket.send_fds(control, [data], fds)
     else:
@@ -103,7 +115,7 @@ def send(control: socket.socket, message: dict[str, Any], fds: list[int] | None 
 
 
 class Zygote:
-    def __init__(self, control: socket.socket, kind: str):
+    def __init__(self, control: socket.socket, kind: ZygoteKind):
         self.control = control
         self.kind = kind
         self.pid = os.getpid()
@@ -117,7 +129,7 @@ class Zygote:
         # Ctrl-C in a terminal reaches the whole process group; the supervisor decides what stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def serve(self, hello: dict[str, Any]) -> None:
+    def serve(self, hello: ZygoteHello) -> None:
         send(self.control, hello)
         self.selector.register(self.control, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
@@ -129,7 +141,7 @@ class Zygote:
                         self.stop_children()
                         return
                     try:
-                        self.handle(json.loads(data), fds)
+                        self.handle(data, fds)
                     finally:
                         for fd in fds:
                             os.close(fd)
@@ -137,11 +149,16 @@ class Zygote:
                     self.drain_wakeups()
                     self.reap()
 
-    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
-        if message.get("op") == "fork" and len(fds) == 1:
-            self.fork(message["replica_id"], fds[0])
+    def handle(self, data: bytes, fds: list[int]) -> None:
+        try:
+            request = FORK_REQUEST.validate_json(data)
+        except ValidationError:
+            request = None
+        if request is not None and len(fds) == 1:
+            self.fork(request.replica_id, fds[0])
         else:
-            print(f"zeroserve zygote: unknown message {message!r}", file=sys.stderr, flush=True)
+            print(f"zeroserve zygote: unknown message {data[:200]!r} with {len(fds)} fds", file=sys.stderr,
+                  flush=True)
 
     def fork(self, replica_id: str, spec_fd: int) -> None:
         """Fork a replica; the child reads its spec from `spec_fd` (closed here by the caller afterwards)."""
@@ -153,7 +170,7 @@ class Zygote:
         except OSError as exc:
             os.close(status_r)
             os.close(status_w)
-            send(self.control, {"event": "fork_failed", "replica_id": replica_id, "error": f"fork: {exc}"})
+            send(self.control, ForkFailed(replica_id=replica_id, error=f"fork: {exc}"))
             return
         if pid == 0:
             started = time.monotonic()
@@ -177,8 +194,7 @@ class Zygote:
         except (AttributeError, OSError):
             pass  # no pidfd (old kernel): the supervisor falls back to our "exited" messages
         try:
-            send(self.control, {"event": "forked", "replica_id": replica_id, "pid": pid,
-                                "has_pidfd": len(fds) == 2}, fds)
+            send(self.control, Forked(replica_id=replica_id, pid=pid, has_pidfd=len(fds) == 2), fds)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -210,8 +226,7 @@ class Zygote:
                 return
             self.children.discard(pid)
             try:
-                send(self.control, {"event": "exited", "pid": pid,
-                                    "returncode": os.waitstatus_to_exitcode(status)})
+                send(self.control, Exited(pid=pid, returncode=os.waitstatus_to_exitcode(status)))
             except OSError:
                 pass  # supervisor gone; we are about to stop anyway
 
@@ -256,17 +271,23 @@ def main(argv: list[str] | None = None) -> None:
         die_with_parent(args.parent_pid)
     os.environ.update(FORK_SAFETY_ENV)
     control = socket.socket(fileno=args.control_fd)
+    kind = cast(ZygoteKind, args.kind)  # one of PREIMPORTS' keys: argparse checked it
+    hello = prepare(kind, tuple(args.preimport), args.view, warm_up=not args.no_warmup)
+    Zygote(control, kind).serve(hello)
 
+
+def prepare(kind: ZygoteKind, extra_preimports: tuple[str, ...], view: list[str], *, warm_up: bool) -> ZygoteHello:
+    """Enter the view, import and warm up what every replica forked from here shares; say whether forking is safe."""
     started = time.monotonic()
     isolation_error = None
-    if args.view:
+    if view:
         try:
-            enter_view([*runtime_paths(), *args.view])
+            enter_view([*runtime_paths(), *view])
         except Exception as exc:  # noqa: BLE001 - reported in hello: no replica may start without its view
             isolation_error = f"cannot build the file system view functions run in: {exc}"
-    errors = preimport((*PREIMPORTS[args.kind], *args.preimport))
+    errors = preimport((*PREIMPORTS[kind], *extra_preimports))
     imported = time.monotonic()
-    if not args.no_warmup and "onnxruntime" not in errors:
+    if warm_up and "onnxruntime" not in errors:
         try:
             warm_up_onnxruntime()
         except Exception as exc:  # noqa: BLE001 - a failed warm-up costs milliseconds, not correctness
@@ -276,21 +297,20 @@ def main(argv: list[str] | None = None) -> None:
     # touching (and so copying) their pages in each child.
     gc.collect()
     gc.freeze()
-
     threads = thread_count()
-    reason = None
+    reason = fork_unsafe_reason(kind, threads)
+    return ZygoteHello(pid=os.getpid(), kind=kind, fork_safe=reason is None, threads=threads, reason=reason,
+                       import_ms=round((imported - started) * 1000, 1), warmup_ms=round((warmed - imported) * 1000, 1),
+                       preimport_errors=errors, isolation_error=isolation_error)
+
+
+def fork_unsafe_reason(kind: ZygoteKind, threads: int) -> str | None:
     if not sys.platform.startswith("linux"):
-        reason = f"fork is only used on Linux (this is {sys.platform})"
-    elif threads != 1:
-        reason = (f"{threads} threads are running after importing {', '.join(PREIMPORTS[args.kind][-2:])}; "
-                  "forking a threaded process can deadlock")
-    hello = {
-        "event": "hello", "pid": os.getpid(), "kind": args.kind, "fork_safe": reason is None,
-        "threads": threads, "reason": reason, "import_ms": round((imported - started) * 1000, 1),
-        "warmup_ms": round((warmed - imported) * 1000, 1), "preimport_errors": errors,
-        "isolation_error": isolation_error,
-    }
-    Zygote(control, args.kind).serve(hello)
+        return f"fork is only used on Linux (this is {sys.platform})"
+    if threads != 1:
+        return (f"{threads} threads are running after importing {', '.join(PREIMPORTS[kind][-2:])}; "
+                "forking a threaded process can deadlock")
+    return None
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ConfigDict, TypeAdapter
 
 from functions.isolation.limits import apply_memory_limit, apply_thread_limit
 
@@ -39,6 +41,7 @@ class ConfinementError(RuntimeError):
 class Identity:
     """The unprivileged user and group a function's processes run as."""
 
+    __pydantic_config__ = ConfigDict(extra="forbid")
     uid: int
     gid: int
 
@@ -48,8 +51,13 @@ class Identity:
 
 @dataclass(frozen=True)
 class Confinement:
-    """What `confine` applies; sent to the child as JSON (a file or a pipe, never argv: env may hold secrets)."""
+    """What `confine` applies; sent to the child as JSON (a memfd or a pipe, never argv: env may hold secrets).
 
+    Encoded and decoded by a pydantic TypeAdapter, like every record the local platform sends to a process
+    (deploy.local.messages): a field that is missing or of the wrong type fails where it is read, naming it.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
     env: dict[str, str]                     # the process's whole environment
     identity: Identity | None = None        # None: stay this process's user (the platform is not root)
     workdir: str | None = None
@@ -57,13 +65,15 @@ class Confinement:
     memory_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON values, for a request that carries the confinement among other things."""
+        return _CONFINEMENT.dump_python(self, mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Confinement:
-        identity = data.get("identity")
-        return cls(env=dict(data["env"]), identity=Identity(**identity) if identity else None,
-                   workdir=data.get("workdir"), threads=data.get("threads"), memory_bytes=data.get("memory_bytes"))
+        return _CONFINEMENT.validate_python(data)
+
+
+_CONFINEMENT: Final = TypeAdapter(Confinement)
 
 
 def confine(confinement: Confinement, *, parent_pid: int | None) -> list[str]:

@@ -283,3 +283,34 @@ def test_bad_calls_are_refused_clearly(tmp_path: Path, run_dir: Path) -> None:
             await make_supervisor(tmp_path / ("x" * 120), owner).start()
 
     run(scenario())
+
+
+class SteppableClock:
+    """time.monotonic plus an offset a test moves forward: the supervisor's only source of time."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def test_the_backoff_runs_on_the_injected_clock(tmp_path: Path, run_dir: Path) -> None:
+    fn = write_echo_function(tmp_path / "broken", name="broken", model="{not json")
+    rev = "broken-00001"
+    clock = SteppableClock()
+
+    async def scenario() -> None:
+        async with running_supervisor(run_dir, backoff=Backoff(initial=600.0), clock=clock) as (sv, owner):
+            sv.register_revision(rev, fn, load_manifest(fn))
+            await sv.set_scale(rev, 1)
+            await owner.wait_for(lambda: owner.failures and not sv.replicas(rev), "the first failed start")
+            await sv.set_scale(rev, 1)
+            assert sv.status(rev).starting == 0  # 600 s to wait, by the clock it was given
+            clock.offset += 601.0
+            await sv.set_scale(rev, 1)
+            assert sv.status(rev).starting == 1  # the same clock says the backoff is over: a start begins now
+            await owner.wait_for(lambda: len(owner.failures) >= 3, "the second attempt's failure")
+            assert sv.status(rev).restarts == 2
+
+    run(scenario())
