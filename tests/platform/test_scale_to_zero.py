@@ -38,12 +38,16 @@ def test_cold_start_burst_scale_up_and_back_to_zero(start_platform, tmp_path: Pa
 
     # Sustained load over a low target scales above one replica (panic on the way up).
     with Load(platform.fn_url("sleepy", "v2/models/sleepy/infer"), infer_body(50), clients=8) as load:
-        wait_for(lambda: platform.revision_status("sleepy")["ready"] >= 2, "more than one replica", timeout=30)
+        # The burst may have left replicas up already: the load must have been answered too, not only counted.
+        wait_for(lambda: len(load.results) >= 16 and platform.revision_status("sleepy")["ready"] >= 2,
+                 "more than one replica serving the load", timeout=30)
         peak = platform.revision_status("sleepy")
-        # Long requests in flight while the load stops and replicas are drained and stopped.
+        # Long requests in flight while the load stops and replicas are drained and stopped: after the first two
+        # finish, each client has already sent its next one, which the stop below leaves in flight.
         with Load(platform.fn_url("sleepy", "v2/models/sleepy/infer"), infer_body(1500), clients=2) as slow:
-            pass
+            wait_for(lambda: len(slow.results) >= 2, "the first slow requests answered", timeout=30)
     assert peak["desired"] >= 2
+    assert len(slow.results) >= 4, slow.results  # the in-flight ones were answered, not dropped
     statuses = Counter(code for _, code, _ in load.results + slow.results)
     assert set(statuses) == {200}, statuses  # nothing lost while scaling up or down
     wait_for(lambda: platform.revision_status("sleepy")["ready"] == 0, "scale back to zero", timeout=40)
