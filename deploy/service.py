@@ -11,6 +11,14 @@ that `sweep_orphans` removes at the next start.
 Deploys of one function are serialised (an asyncio lock per function, so a waiting deploy holds no
 thread); builds of different functions run in parallel on a thread pool (the smoke test inside a build
 is a child process).
+
+A function whose function.yaml lists targets besides `local` (deploy/targets.py) is built once, then,
+before the registry records anything: each target checks it can run it, the revision number is
+reserved (a Knative Revision is named when it is created), and each target makes the revision ready
+with its traffic untouched. Only then does the registry record the revision and move the route, which
+every target follows before the transaction commits. A target that cannot make the revision ready, or
+cannot follow, fails the deploy: the route stays as it was, here and on every target, and the number is
+spent (never reused).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,10 +36,31 @@ from typing import TYPE_CHECKING, Any
 from deploy.overrides import DeployRefused, TrafficOverride, apply_traffic_override
 from deploy.path_scrubbing import PathScrubber, scrub_git_export
 from deploy.results import DeployResult, describe_outcome
-from protocol.manifest import MANIFEST_FILE, ManifestError, check_dns1035, load_yaml, parse_manifest, read_manifest_text
+from deploy.targets import (
+    DeployPlan,
+    NewRevision,
+    TargetError,
+    TargetRefused,
+    Targets,
+    check_plan,
+    describe_route,
+    dropped_targets,
+    plan_deploy,
+)
+from protocol.manifest import (
+    MANIFEST_FILE,
+    FunctionManifest,
+    ManifestError,
+    check_dns1035,
+    load_yaml,
+    parse_manifest,
+    read_manifest_text,
+)
 from revisions.build_log import BuildLog
+from revisions.errors import RegistryError
 from revisions.records import DeployOutcome, Removal
 from revisions.registry import Registry
+from revisions.registry.notices import LOCAL
 from revisions.store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -45,9 +75,12 @@ Clean = Callable[[str], str]  # what build messages pass through before anyone s
 
 class DeployService:
     def __init__(self, registry: Registry, store: ArtifactStore, *, keep_unrouted: int = 5,
-                 build_workers: int = 2, smoke_timeout: float = 120.0, smoke_sandbox: SmokeSandbox | None = None):
+                 build_workers: int = 2, smoke_timeout: float = 120.0, smoke_sandbox: SmokeSandbox | None = None,
+                 targets: Targets | None = None):
         self.registry = registry
         self.store = store
+        # Where functions run besides this machine (knative, ...); None: local only.
+        self.targets = targets
         self.keep_unrouted = keep_unrouted
         self.smoke_timeout = smoke_timeout
         self.smoke_sandbox = smoke_sandbox  # who the smoke child runs as, and where (revisions.smoke_sandbox)
@@ -140,7 +173,9 @@ class DeployService:
                 return self._build_failed(failed_function(), clean(str(exc)), log, clean)
             try:
                 outcome = self._record(built, log, clean, traffic_override, expected_name, traffic_step)
-            except ValueError as exc:  # TrafficError or DeployRefused: the deploy cannot apply
+            # TrafficError, DeployRefused or TargetRefused: the deploy cannot apply; TargetError: a target
+            # could not make the revision ready or follow the route.
+            except (ValueError, TargetError) as exc:
                 return self._refused(built, exc, expected_name or built.name, log, clean)
             if outcome.status == "created":
                 self._apply_retention(built.name, log)
@@ -157,14 +192,76 @@ class DeployService:
             raise DeployRefused(f"{MANIFEST_FILE} names the function '{built.name}', but this is the "
                                 f"repository of '{expected_name}': push it to {built.name}.git instead")
         manifest = apply_traffic_override(built.manifest, traffic_override)
+        plan, number = None, None
+        if self.targets is not None:
+            plan = plan_deploy(self.registry, built.name, built.digest, manifest, time.time())
+            if not plan.unchanged and any(t != LOCAL for t in manifest.targets):
+                number = self._ready_on_targets(built, manifest, plan, log)
         with log.step("traffic") if traffic_step else contextlib.nullcontext() as step:
-            outcome = self.registry.record_deploy(
-                built.name, digest=built.digest, manifest=manifest, files=built.files,
-                build_log=clean(log.text()), smoke=built.smoke,
-            )
+            try:
+                outcome = self.registry.record_deploy(
+                    built.name, digest=built.digest, manifest=manifest, files=built.files,
+                    build_log=clean(log.text()), smoke=built.smoke, number=number,
+                )
+            except TargetError as exc:  # a target could not follow the new route: the transaction rolled back
+                raise self._unchanged(exc, built.name) from None
             if step is not None:
                 step.detail = describe_outcome(outcome)
+        if plan is not None and outcome.status == "created":
+            self._after_targets_followed(built.name, manifest, plan, log)
         return outcome
+
+    def _ready_on_targets(self, built: BuiltFunction, manifest: FunctionManifest, plan: DeployPlan,
+                          log: BuildLog) -> int:
+        """Check, reserve the revision's number, and make it ready on every target other than local.
+
+        Raises DeployRefused / TrafficError / TargetRefused before anything changed, TargetError when a
+        target could not make the revision ready (the number is spent then; the route is unchanged).
+        """
+        assert self.targets is not None
+        targets = self.targets.remote(manifest.targets)
+        check_plan(plan, manifest.targets)
+        new = NewRevision(built.name, plan.revision, built.digest, manifest, routed=plan.routed)
+        for target in targets:
+            for note in target.check(new):
+                log.info(f"{target.name}: note: {note}")
+        number = self.registry.reserve_revision_number(built.name)
+        if number != plan.number:  # deploys of a function are serialised: only another process could do this
+            raise DeployRefused(f"revision number {plan.number} of '{built.name}' was taken meanwhile; deploy again")
+        for target in targets:
+            with log.step(target.name) as step:
+                try:
+                    target.apply_revision(log, new)
+                except TargetError as exc:
+                    raise self._unchanged(exc, built.name) from None
+                step.detail = f"{new.revision} ready" + ("; traffic moves next" if plan.routed else "")
+        return number
+
+    def _after_targets_followed(self, function: str, manifest: FunctionManifest, plan: DeployPlan,
+                                log: BuildLog) -> None:
+        """Once the route committed: wait for the targets to serve it; remove the function from dropped ones."""
+        assert self.targets is not None
+        for target in self.targets.remote(manifest.targets):
+            try:
+                target.settle(function, log)
+            except (TargetError, TargetRefused) as exc:  # the route is recorded; say what the target reports
+                log.info(f"warning: {exc}")
+        for name in dropped_targets(plan, manifest.targets):
+            try:
+                removed = self.targets.get(name).delete(function)
+                log.info(f"{name}: {function} removed (targets no longer list {name})" if removed
+                         else f"{name}: {function} was not there")
+            except (TargetError, TargetRefused) as exc:
+                log.info(f"warning: {name}: {function} could not be removed (targets no longer list {name}): {exc}")
+
+    def _unchanged(self, exc: TargetError, function: str) -> TargetError:
+        """`exc`, saying that the route (here and on every target) is the one before the deploy."""
+        try:
+            route = self.registry.get_route(function)
+        except RegistryError:
+            route = None
+        current = describe_route(tuple(route.targets) if route is not None else ())
+        return TargetError(exc.target, f"{str(exc).removeprefix(exc.target + ': ')}; traffic unchanged: {current}")
 
     def _apply_retention(self, function: str, log: BuildLog) -> None:
         removal = self.registry.apply_retention(function, self.keep_unrouted)
@@ -181,9 +278,14 @@ class DeployService:
             self.registry.record_build_failure(function, message)
         return DeployResult("failed", message, function=function, log=[clean(line) for line in log.lines])
 
-    def _refused(self, built: BuiltFunction, exc: ValueError, function: str, log: BuildLog,
+    def _refused(self, built: BuiltFunction, exc: ValueError | TargetError, function: str, log: BuildLog,
                  clean: Clean) -> DeployResult:
-        message = str(exc) if isinstance(exc, DeployRefused) else f"deploy refused: {exc}"
+        if isinstance(exc, DeployRefused):
+            message = str(exc)
+        elif isinstance(exc, TargetError):
+            message = f"deploy failed: {exc}"
+        else:
+            message = f"deploy refused: {exc}"
         self.registry.record_build_failure(function, message)
         if not built.already_stored:  # stored for nothing: collect it once no build needs it
             with self._gc_lock:

@@ -17,7 +17,7 @@ import math
 import re
 import reprlib
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -45,7 +45,7 @@ MAX_MANIFEST_DEPTH = 32  # real manifests nest 3 deep; deeper is an attack on th
 MAX_ECHO = 80  # characters of a user's value quoted back in a message
 MAX_PROBLEMS = 20  # problems listed by one ManifestError; the rest are counted
 # Targets function.yaml may name but this version cannot deploy to yet (refused, never ignored).
-UNAVAILABLE_TARGETS = ("knative", "lambda")
+UNAVAILABLE_TARGETS = ("lambda",)
 
 _ECHO_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
 _ECHO_REPR.maxlevel = 2
@@ -337,8 +337,9 @@ class FunctionManifest(_Strict):
         unavailable = [t for t in v if t in UNAVAILABLE_TARGETS]
         if unavailable:
             # Accepting them would deploy locally only while the author believes otherwise.
+            available = ", ".join(t for t in get_args(Target) if t not in UNAVAILABLE_TARGETS)
             raise ValueError(f"{', '.join(unavailable)} {'is' if len(unavailable) == 1 else 'are'} not available "
-                             "yet in this version; only local")
+                             f"yet in this version; available: {available}")
         return v
 
     @model_validator(mode="after")
@@ -441,12 +442,24 @@ class _Refused(yaml.YAMLError):
         self.problem_mark = mark
 
 
+class _DuplicateKeys(yaml.YAMLError):
+    """Mappings that repeat a key; `problems` holds one 'key.path: ...' per repeat."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class ManifestLoader(yaml.SafeLoader):
-    """yaml.SafeLoader without anchors or aliases and with bounded nesting.
+    """yaml.SafeLoader without anchors, aliases or duplicate keys, and with bounded nesting.
 
     PyYAML shares an aliased node rather than copying it, so loading a bomb is cheap; what explodes
     is everything that walks the result afterwards (validation, repr in a message, JSON for the
     registry). A manifest has no use for anchors, so they are refused where they appear.
+
+    PyYAML keeps the last of two equal keys and drops the first without a word, so a second
+    `scaling:` block added lower in the file would silently undo (or be undone by) the first: every
+    repeat, at any depth, is refused naming the key and both lines.
     """
 
     _depth = 0
@@ -467,6 +480,50 @@ class ManifestLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_document(self, node: yaml.Node) -> Any:
+        problems = _duplicate_keys(self, node)
+        if problems:
+            raise _DuplicateKeys(problems)
+        return super().construct_document(node)
+
+
+def _duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> list[str]:
+    """One problem per repeated key of any mapping under `root`, in line order.
+
+    Keys compare as the values they load as, like the dict they end up in: `1`, `0x1` and `true`
+    are the same key there, so they are the same key here. The walk is over composed nodes, already
+    bounded in size and depth by the reader.
+    """
+    found: list[tuple[int, str]] = []
+    pending: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    while pending:
+        node, path = pending.pop()
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend((item, (*path, str(index))) for index, item in enumerate(node.value))
+            continue
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first_line: dict[object, int] = {}
+        for key_node, value_node in node.value:
+            # Only scalar keys can repeat in a dict; a list or mapping as a key is refused later as unhashable.
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            where = (*path, clip(str(key_node.value), 40) if key is not None else "?")  # as written
+            pending.append((value_node, where))
+            if key is None:
+                continue
+            line = key_node.start_mark.line + 1
+            try:
+                first = first_line.get(key)
+                if first is None:
+                    first_line[key] = line
+                    continue
+            except TypeError:  # an unhashable scalar (none in YAML 1.1, but a custom resolver could add one)
+                continue
+            lines = f"twice on line {line}" if first == line else f"at lines {first} and {line}"
+            found.append((line, f"{'.'.join(where)}: duplicate key {lines}: a key may appear once in a mapping "
+                                "(YAML would keep one value and silently drop the other)"))
+    return [problem for _, problem in sorted(found)]
+
 
 def load_yaml(text: str, source: str = MANIFEST_FILE) -> object:
     """The YAML document in `text`, read with ManifestLoader; ManifestError names the line at fault."""
@@ -479,6 +536,8 @@ def load_yaml(text: str, source: str = MANIFEST_FILE) -> object:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = clip(str(getattr(exc, "problem", None) or exc), 200)
+        if isinstance(exc, _DuplicateKeys):
+            raise ManifestError(exc.problems, source) from None
         if isinstance(exc, _Refused):
             raise ManifestError([f"(yaml): {where}: {problem}"], source) from None
         raise ManifestError([f"(yaml): not valid YAML{' at ' + where if where else ''}: {problem}"], source) from None

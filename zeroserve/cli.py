@@ -57,10 +57,14 @@ def quickstart(port: int | None = typer.Option(
 
 # Control plane and its client (zeroserve/commands/).
 from zeroserve.commands.deploy import deploy  # noqa: E402
+from zeroserve.commands.export import export  # noqa: E402
 from zeroserve.commands.functions import delete, describe, events, list_functions, revisions  # noqa: E402
+from zeroserve.commands.git_credential import git_credential  # noqa: E402
 from zeroserve.commands.init import init  # noqa: E402
+from zeroserve.commands.invoke import invoke  # noqa: E402
 from zeroserve.commands.loadtest import loadtest  # noqa: E402
 from zeroserve.commands.status import status  # noqa: E402
+from zeroserve.commands.token import token_app  # noqa: E402
 from zeroserve.commands.traffic import promote, rollback, traffic  # noqa: E402
 from zeroserve.commands.up import up  # noqa: E402
 
@@ -77,6 +81,10 @@ app.command("delete")(delete)
 app.command("events")(events)
 app.command("status")(status)
 app.command("loadtest")(loadtest)
+app.command("export")(export)
+app.command("invoke")(invoke)
+app.add_typer(token_app, name="token")
+app.command("git-credential")(git_credential)
 
 if __name__ == "__main__":
     app()

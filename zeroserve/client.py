@@ -120,6 +120,10 @@ class ControlClient:
     def revision(self, function: str, revision: str) -> dict[str, Any]:
         return self._call("GET", f"/functions/{_seg(function)}/revisions/{_seg(revision)}")
 
+    def export(self, function: str, target: str) -> dict[str, Any]:
+        """The function as `target`'s resource (`content`, e.g. a Knative Service's YAML) and `notes`."""
+        return self._call("GET", f"/functions/{_seg(function)}/export/{_seg(target)}")
+
     # -------------------------------------------------------------------------------------- traffic
 
     def traffic(self, function: str) -> dict[str, Any]:
@@ -154,6 +158,20 @@ class ControlClient:
         if function:
             params["function"] = function
         return self._call("GET", "/events", params=params)
+
+    # --------------------------------------------------------------------------------------- tokens
+
+    def create_token(self, scope: str, functions: Sequence[str] = (), *, name: str | None = None,
+                     expires_in: float | None = None) -> dict[str, Any]:
+        """A new scoped token; the answer's `token` is the secret, shown this once."""
+        body = {"scope": scope, "functions": list(functions), "name": name, "expires_in": expires_in}
+        return self._call("POST", "/tokens", json=body)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/tokens")
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/tokens/{_seg(name)}")
 
     # ------------------------------------------------------------------------------------ transport
 

@@ -26,13 +26,19 @@ _ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": 
                "queue_limit": "QUEUE_LIMIT", "deploy_branch": "DEPLOY_BRANCH",
                "max_header_bytes": "MAX_HEADER_BYTES", "max_headers": "MAX_HEADERS", "header_timeout": "HEADER_TIMEOUT",
                "keep_alive_timeout": "KEEP_ALIVE_TIMEOUT", "max_connections": "MAX_CONNECTIONS",
-               "run_as": "RUN_AS", "metrics_public": "METRICS_PUBLIC"}
+               "run_as": "RUN_AS", "metrics_public": "METRICS_PUBLIC",
+               "kube_context": "KUBE_CONTEXT", "kube_namespace": "KUBE_NAMESPACE", "runtime_image": "RUNTIME_IMAGE",
+               "kube_store_secret": "KUBE_STORE_SECRET", "kube_service_account": "KUBE_SERVICE_ACCOUNT",
+               "kube_ready_timeout": "KUBE_READY_TIMEOUT"}
 _LIMITS = ConnectionLimits()  # the defaults of the connection settings
 # A branch name git accepts and a shell or URL cannot misread: no "..", no leading "-" or "/", no ".lock".
 _BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
 # auto | root | UID[:GID] (zeroserve/isolation.py says what each means)
 _RUN_AS = re.compile(r"^(auto|root|(\d{1,10})(?::(\d{1,10}))?)$")
 _MAX_ID = 4_294_967_294
+# Kubernetes names: a namespace is a DNS-1123 label; Secrets and service accounts DNS-1123 subdomains.
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class SettingsError(ValueError):
@@ -68,6 +74,35 @@ class Settings(BaseModel):
     run_as: str = "auto"
     # /metrics names every function and revision: it needs the token unless this is set.
     metrics_public: bool = False
+    # The Knative target (docs/knative.md): the kubeconfig comes from KUBECONFIG, ~/.kube/config, or the
+    # pod's service account; these say which context, where the Services go and what the pods run.
+    kube_context: str | None = None  # default: the kubeconfig's current context
+    kube_namespace: str = "default"
+    runtime_image: str | None = None  # the runtime image (Dockerfile), pushed where the cluster pulls from
+    kube_store_secret: str | None = None  # a Secret with the artifact store's credentials (envFrom)
+    kube_service_account: str | None = None  # or: the pods' service account has them (IRSA, workload identity)
+    kube_ready_timeout: float = Field(300.0, gt=0, le=3600)  # how long a deploy waits for Knative's Ready
+
+    @field_validator("kube_namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not _DNS1123_LABEL.match(v):
+            raise ValueError(f"'{v}' is not a Kubernetes namespace name (a DNS-1123 label: a-z, 0-9, '-')")
+        return v
+
+    @field_validator("kube_store_secret", "kube_service_account")
+    @classmethod
+    def _kube_name(cls, v: str | None) -> str | None:
+        if v is not None and not _DNS1123_SUBDOMAIN.match(v):
+            raise ValueError(f"'{v}' is not a Kubernetes object name (a DNS-1123 subdomain: a-z, 0-9, '-', '.')")
+        return v
+
+    @field_validator("runtime_image", "kube_context")
+    @classmethod
+    def _no_space(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(c.isspace() for c in v)):
+            raise ValueError(f"'{v}' must be one word without spaces")
+        return v
 
     @field_validator("run_as")
     @classmethod

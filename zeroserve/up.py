@@ -34,14 +34,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from deploy.git import create_git_remote
 from deploy.local.supervisor import PROCESSES_DIR_NAME
 from deploy.service import DeployService
+from deploy.targets import Target, Targets
 from functions.http_protocol import limited_http_protocol
 from functions.isolation.orphans import ProcessRecords
+from revisions.errors import NotFoundError
 from revisions.registry import Registry
+from revisions.registry.notices import LOCAL
 from revisions.smoke_sandbox import SmokeSandbox
-from revisions.store import ArtifactStore, open_store
-from revisions.traffic import RouteTable
+from revisions.store import S3_ENDPOINT_ENV_VARS, ArtifactStore, open_store
+from revisions.traffic import ResolvedRoute, RouteTable
 from zeroserve.api import ControlContext, create_control_app
 from zeroserve.api.auth import token_matches
+from zeroserve.credentials import Credentials
 from zeroserve.dataplane import LocalDataPlane
 from zeroserve.host_dispatch import HostDispatcher
 from zeroserve.isolation import plan_isolation, print_notice, secure_data_dir
@@ -58,6 +62,8 @@ class Platform:
         self.registry = registry
         self.store = store
         self.token = token
+        # The admin token and the scoped tokens, for the API, the git remote and `auth: token` functions.
+        self.credentials = Credentials(token, registry.tokens)
         self.route_table = RouteTable()
         # Who functions and builds run as (zeroserve/isolation.py); builds' smoke children are recorded
         # beside the supervisor's processes, so a restart sweeps what a killed platform left running.
@@ -66,15 +72,20 @@ class Platform:
         sandbox = SmokeSandbox(run_as=identities.for_function if identities is not None else None,
                                scratch_dir=settings.scratch_dir,
                                processes=ProcessRecords(run_dir_for(settings.data_dir) / PROCESSES_DIR_NAME))
+        # Targets besides local (deploy/targets.py), built on first use; the registry tells them of every
+        # route change before it commits.
+        self.targets = Targets({"knative": lambda: knative_target(settings)})
+        registry.route_observer = self.targets.follow
         self.deployer = DeployService(registry, store, keep_unrouted=settings.keep_unrouted,
                                       build_workers=settings.build_workers, smoke_timeout=settings.smoke_timeout,
-                                      smoke_sandbox=sandbox)
+                                      smoke_sandbox=sandbox, targets=self.targets)
         self.base_url = f"http://{settings.host}:{settings.port}"
         self.control = ControlContext(settings=settings, registry=registry, deployer=self.deployer, token=token,
+                                      credentials=self.credentials,
                                       base_url=lambda: self.base_url)
         self.control_app = create_control_app(self.control)
         # `git push` to /git/<fn>.git deploys through the same deploy service (deploy/git).
-        self.git_remote = create_git_remote(settings.git_dir, token, self.deployer,
+        self.git_remote = create_git_remote(settings.git_dir, self.credentials.git_access, self.deployer,
                                             deploy_branch=settings.deploy_branch,
                                             function_urls=self.control.function_urls,
                                             max_push_bytes=settings.max_upload_bytes)
@@ -90,14 +101,26 @@ class Platform:
         self._unsubscribe: Callable[[], None] | None = None
 
     def _refresh_route(self, function: str) -> None:
-        self.route_table.update(function, self.registry.resolved_route(function))
+        route = self.registry.resolved_route(function)
+        self.route_table.update(function, route if route is not None and self._runs_here(function) else None)
+
+    def _local_routes(self) -> dict[str, ResolvedRoute]:
+        return {name: route for name, route in self.registry.resolved_routes().items() if self._runs_here(name)}
+
+    def _runs_here(self, function: str) -> bool:
+        """Whether the function's newest revision lists the local target (`targets: [knative]` runs only there)."""
+        try:
+            revisions = self.registry.list_revisions(function)
+        except NotFoundError:
+            return False
+        return not revisions or LOCAL in (revisions[-1].manifest.get("targets") or [LOCAL])
 
     async def start(self) -> None:
         """Load every route, clear what a killed run left behind, start advancing rollouts, run hooks."""
         shutil.rmtree(self.settings.scratch_dir, ignore_errors=True)
         self.settings.scratch_dir.mkdir(parents=True, exist_ok=True)
         self._unsubscribe = self.registry.subscribe(self._refresh_route)
-        self.route_table.replace_all(await self.deployer.run_blocking(self.registry.resolved_routes))
+        self.route_table.replace_all(await self.deployer.run_blocking(self._local_routes))
         orphans = await self.deployer.run_blocking(self.deployer.sweep_orphans)
         if orphans:
             logger.info("deleted %d artifact(s) of builds that were never recorded", len(orphans))
@@ -114,14 +137,18 @@ class Platform:
                 await self._rollout_task
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self.credentials.flush()  # tokens' last uses still only in memory
         self.deployer.close()
         self.registry.close()
 
     async def _advance_rollouts(self) -> None:
-        """Every tick, move gradual rollouts to their split at the current time (persisted by the registry)."""
+        """Every tick, move gradual rollouts to their split at the current time (persisted by the registry);
+        every target follows each step, and one that missed a step gets the route again."""
         while True:
             try:
                 await self.deployer.run_blocking(self.registry.advance_rollouts, time.time())
+                if self.targets.unsynced():
+                    await self.deployer.run_blocking(self.targets.retry_unsynced, self.registry)
             except Exception:  # a locked database or a bad row must not end rollouts for good
                 logger.exception("advancing rollouts failed; retrying")
             await asyncio.sleep(self.settings.rollout_tick)
@@ -143,11 +170,27 @@ def create_platform(settings: Settings, *, data_plane: bool = True) -> Platform:
     return platform
 
 
+def knative_target(settings: Settings) -> Target:
+    """The Knative target as the settings describe it (imported on first use: most platforms never need it)."""
+    from deploy.knative.service import KnativeSettings
+    from deploy.knative.target import KnativeTarget
+
+    # The pods reach the store at the platform's endpoint (MinIO, R2, ...) with the platform's region.
+    endpoint = next((os.environ[n] for n in S3_ENDPOINT_ENV_VARS if os.environ.get(n)), None)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    knative = KnativeSettings(image=settings.runtime_image or "", namespace=settings.kube_namespace,
+                              secret_name=settings.kube_store_secret, service_account=settings.kube_service_account,
+                              s3_endpoint=endpoint, s3_region=region)
+    return KnativeTarget(knative, store=settings.artifacts, context=settings.kube_context,
+                         ready_timeout=settings.kube_ready_timeout)
+
+
 def attach_data_plane(platform: Platform) -> LocalDataPlane:
     """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
     settings = platform.settings
     plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
-                           domain=settings.domain, queue_limit=settings.queue_limit, token=platform.token,
+                           domain=settings.domain, queue_limit=settings.queue_limit,
+                           check_caller=platform.credentials.invoke_check,
                            identities=platform.isolation.identities)
     platform.data_plane = plane
     platform.control.scale_status = plane.status

@@ -45,6 +45,9 @@ DEFAULT_KUBECONFIG = Path("~/.kube/config")
 # Connect, read: an API server that does not answer in seconds is not going to.
 REQUEST_TIMEOUT = (5.0, 30.0)
 CONFLICT_RETRIES = 5
+# wait_ready polls quickly at first (a controller usually answers within tens of milliseconds), then
+# backs off to this interval, so a deploy waits for Knative without hammering the API server.
+FIRST_POLL = 0.02
 POLL_INTERVAL = 0.25
 
 T = TypeVar("T")
@@ -226,12 +229,14 @@ class KnativeCluster:
             return _as_dict(self._objects.get_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, SERVICES, name, _request_timeout=self.request_timeout))
 
-    def apply(self, service: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(self, service: Mapping[str, Any], *, keep_traffic: bool = False) -> dict[str, Any]:
         """Create the Service, or replace the stored one with it; retried on conflicting writes.
 
         The stored Service's other labels and annotations (Knative's creator/lastModifier, an operator's)
-        are kept; everything the platform writes is replaced. A Service of the same name that zeroserve
-        did not create is never replaced. Returns the stored object.
+        are kept; everything the platform writes is replaced. With `keep_traffic`, a stored Service keeps
+        its `spec.traffic` as it is at the moment of the write (a new revision gets no traffic until it is
+        ready; a traffic change that lands meanwhile is not undone). A Service of the same name that
+        zeroserve did not create is never replaced. Returns the stored object.
         """
         name = str(service["metadata"]["name"])
         for _ in range(self.conflict_retries):
@@ -244,7 +249,7 @@ class KnativeCluster:
                     continue  # created by someone else meanwhile: replace it
             _check_managed(name, self.namespace, current)
             try:
-                return self._replace(name, _on_top_of(service, current))
+                return self._replace(name, _on_top_of(service, current, keep_traffic=keep_traffic))
             except ConflictError:
                 continue  # modified since we read it (Knative's controller writes status too): read again
         raise ConflictError(f"Knative Service '{name}' kept changing while it was being applied "
@@ -292,6 +297,7 @@ class KnativeCluster:
         """
         deadline = time.monotonic() + timeout
         last_line = None
+        interval = min(FIRST_POLL, poll_interval)
         while True:
             state = self.read_status(name, revisions=False)
             current = state.up_to_date and (revision is None or state.latest_created_revision == revision)
@@ -306,7 +312,8 @@ class KnativeCluster:
             last_line = line
             if time.monotonic() >= deadline:
                 raise ReadyTimeoutError(name, timeout, state.reason, state.message)
-            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 2, poll_interval)
 
     # -------------------------------------------------------------------------------------------- private
 
@@ -397,9 +404,13 @@ def _check_managed(name: str, namespace: str, current: Mapping[str, Any]) -> Non
             f"{MANAGED_BY_LABEL}: {MANAGED_BY}); delete or rename it, or deploy to another namespace")
 
 
-def _on_top_of(desired: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+def _on_top_of(desired: Mapping[str, Any], current: Mapping[str, Any], *, keep_traffic: bool = False
+               ) -> dict[str, Any]:
     """`desired` as a replacement for `current`: its resourceVersion, and the labels/annotations others set."""
     body = json.loads(json.dumps(desired))  # a deep copy of plain data
+    stored_traffic = (current.get("spec") or {}).get("traffic")
+    if keep_traffic and stored_traffic:
+        body.setdefault("spec", {})["traffic"] = json.loads(json.dumps(stored_traffic))
     metadata = body.setdefault("metadata", {})
     stored = current.get("metadata", {})
     metadata["resourceVersion"] = stored.get("resourceVersion")

@@ -34,8 +34,10 @@ from revisions.registry.events import (
     read_events,
     record_event,
 )
+from revisions.registry.notices import RouteObserver, route_notice
 from revisions.registry.retention import DEFAULT_KEEP_UNROUTED, protected_revisions, revisions_to_delete
 from revisions.registry.schema import schema_version
+from revisions.registry.tokens import TokenTable
 from revisions.route_decisions import (
     RouteDecision,
     RouteState,
@@ -57,6 +59,10 @@ class Registry:
         self._db = Database(path, busy_timeout=busy_timeout)
         self.path = self._db.path
         self._clock = clock
+        self.tokens = TokenTable(self._db, clock)  # scoped API tokens (hashed), same database
+        # Told of every route change and deletion before it commits (registry/notices.py): the deploy
+        # targets that keep a copy of the route follow it there, or the change rolls back.
+        self.route_observer: RouteObserver | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -144,6 +150,12 @@ class Registry:
         with self._db.read() as conn:
             return tables.digest_in_use(conn, digest)
 
+    def next_revision_number(self, function: str) -> int:
+        """The number the function's next revision gets (1 for a function not created yet); nothing taken."""
+        with self._db.read() as conn:
+            row = conn.execute("SELECT next_number FROM functions WHERE name = ?", (function,)).fetchone()
+            return 1 if row is None else int(row["next_number"])
+
     # ------------------------------------------------------------------------------------- deploys
 
     def record_deploy(
@@ -156,10 +168,13 @@ class Registry:
         build_log: str,
         smoke: Mapping[str, Any] | None = None,
         now: float | None = None,
+        number: int | None = None,
     ) -> DeployOutcome:
         """Record a built (and stored) function: a new revision routed per the manifest's traffic policy.
 
-        Content already deployed as a revision of this function creates nothing ('unchanged').
+        Content already deployed as a revision of this function creates nothing ('unchanged'). `number`:
+        one taken before with `reserve_revision_number` (a target made the revision ready under its name
+        before the registry recorded it).
         """
         now = self._clock() if now is None else now
         with self._db.write() as (conn, changed):
@@ -171,19 +186,37 @@ class Registry:
                 return DeployOutcome("unchanged", existing, state.route, state.rollout, is_routed(state, existing.name))
 
             state = tables.load_route_state(conn, function)  # the function before this revision
-            number, new_function = tables.claim_revision_number(conn, function, now)
-            if new_function:
-                record_event(conn, now, function, None, "function", f"created function {function}")
+            if number is None:
+                number, new_function = tables.claim_revision_number(conn, function, now)
+                if new_function:
+                    record_event(conn, now, function, None, "function", f"created function {function}")
+            else:
+                _check_reserved(conn, function, number)
             name = revision_name(function, number)
             decision = decide_deploy(state, name, manifest.traffic, now)
             tables.insert_revision(conn, name, function, number, digest=digest, manifest=manifest, files=files,
                                    smoke=smoke, build_log=build_log, now=now)
             record_event(conn, now, function, name, "revision", f"created {name} ({digest})")
             _store(conn, function, decision, now)
+            self._follow(conn, function, "deploy")
             changed.add(function)
             route, record = tables.load_route(conn, function), tables.load_revision(conn, name)
             assert route is not None and record is not None
             return DeployOutcome("created", record, route, decision.start_rollout)
+
+    def reserve_revision_number(self, function: str, *, now: float | None = None) -> int:
+        """Take the function's next revision number without recording a revision (creating the function).
+
+        For targets that make a revision ready under its name before the registry records it (a Knative
+        Revision is named at creation): a deploy that then fails leaves the number spent, never reused.
+        """
+        now = self._clock() if now is None else now
+        with self._db.write() as (conn, changed):
+            number, new_function = tables.claim_revision_number(conn, function, now)
+            if new_function:
+                record_event(conn, now, function, None, "function", f"created function {function}")
+                changed.add(function)
+            return number
 
     def record_build_failure(self, function: str | None, message: str, *, now: float | None = None) -> None:
         """A failed build changes no revision and no route; it is only an event."""
@@ -225,13 +258,34 @@ class Registry:
         with self._db.write() as (conn, changed):
             tables.require_function(conn, function)
             state, history = tables.load_route_state(conn, function), tables.load_history(conn, function)
-            return _settle_change(conn, changed, function, decide_rollback(state, history, now), now)
+            route = _settle_change(conn, changed, function, decide_rollback(state, history, now), now)
+            self._follow(conn, function, "rollback")
+            return route
 
     def _change_route(self, function: str, decide: Callable[[RouteState], RouteDecision], now: float
                       ) -> RouteRecord:
         with self._db.write() as (conn, changed):
             tables.require_function(conn, function)
-            return _settle_change(conn, changed, function, decide(tables.load_route_state(conn, function)), now)
+            decision = decide(tables.load_route_state(conn, function))
+            route = _settle_change(conn, changed, function, decision, now)
+            self._follow(conn, function, decision.change.reason if decision.change is not None else "traffic")
+            return route
+
+    def refollow(self, function: str) -> bool:
+        """Tell the route observer the function's current route again (a target that missed a change).
+
+        False when the function no longer exists. Raises what the observer raises.
+        """
+        with self._db.write() as (conn, _changed):
+            if not tables.function_exists(conn, function):
+                return False
+            self._follow(conn, function, "resync")
+            return True
+
+    def _follow(self, conn: sqlite3.Connection, function: str, reason: str) -> None:
+        """The route observer hears of the function's route as this transaction stored it."""
+        if self.route_observer is not None:
+            self.route_observer(route_notice(conn, function, reason))
 
     def advance_rollouts(self, now: float | None = None) -> list[str]:
         """Move every active rollout to its split at `now`; finish those whose duration is over.
@@ -252,6 +306,7 @@ class Registry:
                 _store(conn, function, decision, now)
                 if decision.change is None:  # stopped: the route stays where the rollout left it
                     continue
+                self._follow(conn, function, "rollout")
                 moved.append(function)
                 changed.add(function)
         return moved
@@ -284,10 +339,13 @@ class Registry:
         now = self._clock() if now is None else now
         with self._db.write() as (conn, changed):
             tables.require_function(conn, function)
+            notice = route_notice(conn, function, "delete", deleted=True) if self.route_observer else None
             rows = tables.delete_function(conn, function)  # cascades to everything else
             removed = [r["name"] for r in rows]
             record_event(conn, now, function, None, "delete",
                          f"deleted function {function} and {len(removed)} revision(s)")
+            if notice is not None and self.route_observer is not None:
+                self.route_observer(notice)  # raising keeps the function: every target still has it
             changed.add(function)
             return Removal(removed, tables.unused_digests(conn, {r["digest"] for r in rows}))
 
@@ -314,6 +372,14 @@ class Registry:
                 changed.add(function)
             gone = set(doomed)
             return Removal(doomed, tables.unused_digests(conn, {r["digest"] for r in rows if r["name"] in gone}))
+
+
+def _check_reserved(conn: sqlite3.Connection, function: str, number: int) -> None:
+    """A reserved number is taken (below next_number) and used by no revision yet."""
+    row = conn.execute("SELECT next_number FROM functions WHERE name = ?", (function,)).fetchone()
+    taken = conn.execute("SELECT 1 FROM revisions WHERE function = ? AND number = ?", (function, number)).fetchone()
+    if row is None or number >= int(row["next_number"]) or number < 1 or taken is not None:
+        raise RegistryError(f"revision number {number} of '{function}' was not reserved (or is already used)")
 
 
 def _store(conn: sqlite3.Connection, function: str, decision: RouteDecision, now: float) -> None:

@@ -212,7 +212,7 @@ class KnativeApiServer:
     def url(self) -> str:
         assert self._http is not None, "start() the server first"
         host, port = self._http.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"  # an AF_INET server: host is a str
 
     def write_kubeconfig(self, path: Path, *, token: str | None = None, namespace: str = "default",
                          context: str = "zeroserve-test", server: str | None = None) -> Path:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # bench/knative_deploy.py makes mypy read this file
 import yaml
 
 CRDS = Path(__file__).resolve().parent / "crds"

@@ -91,6 +91,21 @@ def test_patch_traffic_changes_the_split_and_nothing_else(cluster: KnativeCluste
     assert state.tag_urls == {"canary": "http://canary-iris.default.example.com"}
 
 
+def test_apply_keeping_traffic_leaves_the_stored_split_even_one_written_meanwhile(
+        cluster: KnativeCluster, apiserver: KnativeApiServer) -> None:
+    cluster.apply(iris(1, only("iris-00001")).service)
+    cluster.apply(iris(2, only("iris-00001")).service)
+    cluster.wait_ready("iris", timeout=10, revision="iris-00002")
+    split = [TrafficTarget.to("iris-00001", 50), TrafficTarget.to("iris-00002", 50)]
+    cluster.patch_traffic("iris", service_traffic("iris", split, latest_ready="iris-00002"))
+    apiserver.simulate_concurrent_writes(1)  # the first replace finds the Service changed since it was read
+    stored = cluster.apply(iris(3, only("iris-00003")).service, keep_traffic=True)
+    assert stored["spec"]["template"]["metadata"]["name"] == "iris-00003"
+    assert [(t["revisionName"], t["percent"]) for t in stored["spec"]["traffic"]] == [("iris-00001", 50),
+                                                                                    ("iris-00002", 50)]
+    assert cluster.wait_ready("iris", timeout=10, revision="iris-00003").latest_ready_revision == "iris-00003"
+
+
 def test_read_status_reports_revision_scales(cluster: KnativeCluster, apiserver: KnativeApiServer) -> None:
     cluster.apply(iris(1, only("iris-00001")).service)
     cluster.wait_ready("iris", timeout=10)

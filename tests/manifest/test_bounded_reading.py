@@ -143,17 +143,19 @@ def test_a_flood_of_problems_is_counted_not_listed():
 @pytest.mark.parametrize(
     ("targets", "expected"),
     [
-        (["knative"], "targets: knative is not available yet in this version; only local"),
-        (["lambda"], "targets: lambda is not available yet in this version; only local"),
-        (["local", "knative", "lambda"], "targets: knative, lambda are not available yet in this version; only local"),
+        (["lambda"], "targets: lambda is not available yet in this version; available: local, knative"),
+        (["local", "knative", "lambda"],
+         "targets: lambda is not available yet in this version; available: local, knative"),
     ],
 )
-def test_targets_other_than_local_are_refused_until_they_exist(targets, expected):
+def test_targets_not_built_yet_are_refused_until_they_exist(targets, expected):
     with pytest.raises(ManifestError) as info:
         parse_manifest({"name": "a", "model": "m.onnx", "targets": targets})
     assert info.value.problems == [expected]
 
 
-def test_local_is_the_one_target_accepted():
+def test_local_and_knative_are_the_targets_accepted():
     assert parse_manifest({"name": "a", "model": "m.onnx", "targets": ["local"]}).targets == ["local"]
     assert parse_manifest_text("name: a\nmodel: m.onnx\ntargets: [local]\n").targets == ["local"]
+    assert parse_manifest_text("name: a\nmodel: m.onnx\ntargets: [local, knative]\n").targets == ["local", "knative"]
+    assert parse_manifest({"name": "a", "model": "m.onnx", "targets": ["knative"]}).targets == ["knative"]

@@ -47,6 +47,13 @@ TRAFFIC_CLI = "tests/control/test_cli.py::test_deploy_redeploy_traffic_tags_and_
 COVERAGE: dict[str, str] = {
     "make run": QUICKSTART,
     "curl -s -d @examples/iris/sample.json http://iris.localhost:8080/v2/models/iris/infer": QUICKSTART,
+    "zeroserve invoke iris":
+        "tests/control/test_invoke.py::test_the_readme_command_wakes_a_function_at_zero_and_says_so",
+    "zeroserve invoke FN [--data @file.json | --sample] [--tag T] [--protocol v1|v2]":
+        "tests/control/test_invoke.py::test_v1_and_v2_and_inline_data",
+    "zeroserve init NAME": GIT_PUSH,
+    "zeroserve token create --function F --scope deploy|invoke|read [--expires 30d]":
+        "tests/security/test_tokens.py::test_token_cli_create_list_and_refusals",
     "zeroserve status iris": CLI_SESSION,
     "zeroserve deploy examples/echo-python": CLI_SESSION,
     "zeroserve traffic iris": CLI_SESSION,
@@ -70,6 +77,8 @@ COVERAGE: dict[str, str] = {
     "make check": DEVELOPMENT,
     "python -m pytest tests/autoscaler -q": DEVELOPMENT,
     "python bench/cold_start_e2e.py": DEVELOPMENT,
+    "zeroserve export knative FN":
+        "tests/knative/test_platform_knative.py::test_deploy_split_promote_rollback_failed_revision_and_delete",
 }
 
 READY_TIMEOUT = 90.0  # under pytest's 120 s, so a hang reports what make run printed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from zeroserve.api import events, functions, hooks, status, traffic
+from zeroserve.api import events, export, functions, hooks, status, tokens, traffic
 from zeroserve.api.auth import TokenAuth
 from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import install_error_handlers
@@ -18,14 +18,15 @@ def create_control_app(ctx: ControlContext) -> FastAPI:
         title="zeroserve control plane",
         version="1",
         description="Deploy functions, inspect revisions, split traffic. Every route needs "
-                    "`Authorization: Bearer <token>` (the token is in DATA/token).",
+                    "`Authorization: Bearer <token>`: the admin token in DATA/token, or a scoped token "
+                    "(read, deploy, invoke) from POST /api/v1/tokens.",
         docs_url=f"{API_PREFIX}/docs",
         openapi_url=f"{API_PREFIX}/openapi.json",
         redoc_url=None,
     )
     install_error_handlers(app)
-    auth = [Depends(TokenAuth(ctx.token))]
-    for module in (functions, traffic, events, status, hooks):
+    auth = [Depends(TokenAuth(ctx.credentials))]  # who asks, and does their token's scope cover the route
+    for module in (functions, traffic, events, status, export, hooks, tokens):
         app.include_router(module.build_router(ctx), prefix=API_PREFIX, dependencies=auth)
     # The git webhook authenticates by its HMAC signature, not the bearer token.
     app.include_router(hooks.build_public_router(ctx), prefix=API_PREFIX)

@@ -2,7 +2,9 @@
 
 Validation errors become 400 naming the field; the registry's and traffic rules' refusals keep their
 messages (which name the function, revision and rule) and get their status here, by type (the registry
-and the deploy service know nothing of HTTP); anything unexpected is a 500 with a request id, logged
+and the deploy service know nothing of HTTP). A deploy target (Knative, ...) that cannot take a change
+is a 409 naming the target and what to do (no kubeconfig, an unreachable API server, Knative not
+installed, RBAC): the change was rolled back. Anything unexpected is a 500 with a request id, logged
 with its traceback but never sent to the client.
 """
 
@@ -18,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deploy.results import DeployResult
+from deploy.targets import TargetError, TargetRefused
 from revisions.archive import ArchiveError
 from revisions.errors import ConflictError, NotFoundError, RegistryError
 from revisions.traffic import TrafficError
@@ -89,6 +92,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_bad_input(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, str(exc))
 
+    async def on_target(_request: Request, exc: Exception) -> JSONResponse:
+        # Not the caller's input: the target (a cluster) refused or could not be reached; nothing changed.
+        return error_response(409, f"{exc}; nothing was changed")
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = uuid.uuid4().hex[:12]
         logger.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id,
@@ -101,4 +108,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RegistryError, on_registry)
     app.add_exception_handler(TrafficError, on_bad_input)
     app.add_exception_handler(ArchiveError, on_bad_input)
+    app.add_exception_handler(TargetRefused, on_bad_input)
+    app.add_exception_handler(TargetError, on_target)
     app.add_exception_handler(Exception, on_unexpected)

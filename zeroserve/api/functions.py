@@ -15,12 +15,22 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from deploy.results import DeployResult
 from revisions.archive import extract_archive_file
-from revisions.registry import FunctionRecord
+from revisions.registry import FunctionRecord, RevisionRecord
+from revisions.registry.notices import LOCAL
+from zeroserve.api.auth import check_upload
 from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import ApiError, deploy_status
 from zeroserve.api.json_bodies import StrictJsonRoute
 from zeroserve.api.names import FunctionName, RevisionName
-from zeroserve.api.schemas import Deleted, DeployAnswer, FunctionDetail, FunctionView, RevisionDetail, RevisionSummary
+from zeroserve.api.schemas import (
+    Deleted,
+    DeployAnswer,
+    FunctionDetail,
+    FunctionView,
+    RevisionDetail,
+    RevisionSummary,
+    TargetState,
+)
 
 NDJSON = "application/x-ndjson"
 _UPLOAD_DOC = {
@@ -34,6 +44,11 @@ _DEPLOY_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"model": DeployAnswer, "description": "Content unchanged: no new revision."},
     400: {"description": "Bad archive or failed build: `{\"error\"}` naming the file and the fault."},
 }
+
+
+def function_targets(revisions: list[RevisionRecord]) -> list[str]:
+    """Where a function runs: its newest revision's `targets` (the latest deploy's intent)."""
+    return list(revisions[-1].manifest.get("targets") or [LOCAL]) if revisions else [LOCAL]
 
 
 def function_urls(ctx: ControlContext, record: FunctionRecord) -> dict[str, Any]:
@@ -60,6 +75,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
         workdir = Path(tempfile.mkdtemp(prefix="upload-", dir=_scratch(ctx)))
         try:
             source = await _receive_function_dir(ctx, request, workdir)
+            check_upload(request, source)  # a scoped token deploys only the functions it names (403)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -72,12 +88,16 @@ def build_router(ctx: ControlContext) -> APIRouter:
             return JSONResponse({**result.to_json(), "log": result.log}, status_code=deploy_status(result))
         return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
 
-    @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions")
+    @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions, each target's state")
     async def describe(function: FunctionName) -> FunctionDetail:
         record = await deployer.run_blocking(registry.get_function, function)
         revisions = await deployer.run_blocking(registry.list_revisions, function)
         summaries = [RevisionSummary.of(r) for r in revisions]
-        return FunctionDetail.of(record, function_urls(ctx, record), revisions=summaries)
+        targets = function_targets(revisions)
+        states = [] if deployer.targets is None or targets == [LOCAL] else \
+            await deployer.run_blocking(deployer.targets.describe, targets, function)
+        return FunctionDetail.of(record, function_urls(ctx, record), revisions=summaries, targets=targets,
+                                 target_states=[TargetState.model_validate(s) for s in states])
 
     @router.delete("/functions/{function}", summary="Delete a function, its revisions and unused artifacts")
     async def delete(function: FunctionName) -> Deleted:

@@ -115,8 +115,46 @@ class FunctionView(FunctionUrls):
                    traffic=record.route, rollout=record.rollout, **urls, **more)
 
 
+class TargetTraffic(BaseModel):
+    revision: str | None
+    percent: int
+    tag: str | None
+    url: str | None = Field(description="the tag's own URL on the target")
+
+
+class TargetState(BaseModel):
+    """A deploy target's own view of a function (Knative: the Service's Ready condition, URL, tag URLs,
+    latest ready revision, the traffic it serves). `error` when the target could not be asked."""
+
+    target: str = Field(description="knative, ...")
+    error: str | None = None
+    namespace: str | None = None
+    service: str | None = Field(None, description="the target's name for the function")
+    ready: bool | None = Field(None, description="the Ready condition: true, false, or null (unknown)")
+    reason: str | None = None
+    message: str | None = None
+    url: str | None = None
+    tag_urls: dict[str, str] = Field(default_factory=dict)
+    latest_ready_revision: str | None = None
+    latest_created_revision: str | None = None
+    traffic: list[TargetTraffic] = Field(default_factory=list, description="the split the target serves now")
+
+
 class FunctionDetail(FunctionView):
     revisions: list[RevisionSummary]
+    targets: list[str] = Field(description="where the function runs: its newest revision's function.yaml targets")
+    target_states: list[TargetState] = Field(description="each target other than local, as it reports the function")
+
+
+class Export(BaseModel):
+    """A function as a target's resource (`zeroserve export knative FN`): what a deploy applies."""
+
+    function: str
+    target: str
+    revision: str = Field(description="the revision the resource runs (the function's newest)")
+    media_type: str = Field(description="e.g. application/yaml")
+    content: str = Field(description="the resource, byte for byte as a deploy applies it")
+    notes: list[str] = Field(description="what a cluster operator must set for it to behave as function.yaml says")
 
 
 class Deleted(BaseModel):
@@ -226,7 +264,26 @@ class RevisionScaleStatus(BaseModel):
     replicas: list[ReplicaStatus]
 
 
+class TargetRevisionScale(BaseModel):
+    """One revision as a target reports it (Knative: the Revision's desired and actual replicas)."""
+
+    revision: str
+    ready: bool | None
+    reason: str | None
+    message: str | None
+    desired: int | None
+    actual: int | None
+
+
+class TargetScaleStatus(BaseModel):
+    target: str
+    error: str | None = Field(None, description="why the target could not be asked")
+    revisions: list[TargetRevisionScale] = Field(default_factory=list)
+
+
 class ScaleStatus(BaseModel):
     function: str
     revisions: list[RevisionScaleStatus]
     data_plane: bool = Field(description="false while only the control plane runs (no scale status)")
+    targets: list[TargetScaleStatus] = Field(default_factory=list,
+                                             description="each target other than local: its scale per revision")

@@ -22,6 +22,7 @@ from zeroserve.commands.views import (
     revisions_table,
     routed_shares,
     split_text,
+    target_state_lines,
     traffic_table,
     when,
 )
@@ -44,7 +45,7 @@ def list_functions(server: ServerOption = None, token: TokenOption = None, data:
 
 def describe(function: FunctionArg, server: ServerOption = None, token: TokenOption = None,
              data: DataOption = None, as_json: JsonOption = False) -> None:
-    """Show a function: URLs, traffic, rollout in progress, revisions."""
+    """Show a function: URLs, traffic, rollout in progress, revisions, and each target's own state."""
     with reported_errors(), connect(server, token, data) as client:
         info = client.describe(function)
     if as_json:
@@ -64,6 +65,10 @@ def describe(function: FunctionArg, server: ServerOption = None, token: TokenOpt
     out.print("revisions:")
     shares = routed_shares(info.get("traffic"), info.get("latest_revision"))
     out.print(revisions_table(info.get("revisions", []), shares))
+    out.print(f"targets:  {', '.join(info.get('targets') or ['local'])}", markup=False)
+    for state in info.get("target_states", []):
+        for line in target_state_lines(state):
+            out.print(line, markup=False)
 
 
 def revisions(function: FunctionArg,

@@ -17,6 +17,7 @@ from zeroserve.commands.connection import (
     reported_errors,
 )
 from zeroserve.commands.functions import FunctionArg
+from zeroserve.commands.views import target_scale_table
 
 
 def status_table(info: dict[str, Any]) -> Table:
@@ -38,12 +39,21 @@ def status_table(info: dict[str, Any]) -> Table:
 
 def status(function: FunctionArg, server: ServerOption = None, token: TokenOption = None,
            data: DataOption = None, as_json: JsonOption = False) -> None:
-    """Per revision: ready and desired replicas, panic mode, stable/panic load, queue, last decision."""
+    """Per revision: ready and desired replicas, panic mode, stable/panic load, queue, last decision; and each
+    other target's desired and actual scale (Knative)."""
     with reported_errors(), connect(server, token, data) as client:
         info = client.status(function)
     if as_json:
         print_json(info)
-    elif not info["revisions"]:
-        console().print(f"{function}: no revision has run yet")
-    else:
-        console().print(status_table(info))
+        return
+    out = console()
+    targets = info.get("targets") or []
+    if info["revisions"]:
+        out.print(status_table(info))
+    elif not targets:
+        out.print(f"{function}: no revision has run yet")
+    for target in targets:
+        if target.get("error"):
+            out.print(f"{target['target']}: cannot tell: {target['error']}", markup=False)
+        else:
+            out.print(target_scale_table(target))

@@ -55,6 +55,28 @@ def up(
                                                         "/metrics without the token (it names every function) "
                                                         "\\[env ZEROSERVE_METRICS_PUBLIC; default private]",
                                                         show_default=False)] = None,
+    kube_context: Annotated[str | None, typer.Option("--kube-context", help="Knative target: the kubeconfig "
+                                                     "context (kubeconfig from KUBECONFIG or ~/.kube/config, or "
+                                                     "the pod's service account) \\[env ZEROSERVE_KUBE_CONTEXT; "
+                                                     "default: the current context]", show_default=False)] = None,
+    kube_namespace: Annotated[str | None, typer.Option("--kube-namespace", help="Knative target: namespace of "
+                                                       "the Services \\[env ZEROSERVE_KUBE_NAMESPACE; default "
+                                                       "default]", show_default=False)] = None,
+    runtime_image: Annotated[str | None, typer.Option("--runtime-image", help="Knative target: the runtime image "
+                                                      "the pods run (docker build of the Dockerfile) \\[env "
+                                                      "ZEROSERVE_RUNTIME_IMAGE]", show_default=False)] = None,
+    kube_store_secret: Annotated[str | None, typer.Option("--kube-store-secret", help="Knative target: the "
+                                                          "Secret holding the artifact store's credentials "
+                                                          "\\[env ZEROSERVE_KUBE_STORE_SECRET]",
+                                                          show_default=False)] = None,
+    kube_service_account: Annotated[str | None, typer.Option("--kube-service-account", help="Knative target: "
+                                                             "the pods' service account (instead of a Secret) "
+                                                             "\\[env ZEROSERVE_KUBE_SERVICE_ACCOUNT]",
+                                                             show_default=False)] = None,
+    kube_ready_timeout: Annotated[float | None, typer.Option("--kube-ready-timeout", help="Knative target: "
+                                                             "seconds a deploy waits for the revision to be "
+                                                             "Ready \\[env ZEROSERVE_KUBE_READY_TIMEOUT; default "
+                                                             "300]", show_default=False)] = None,
 ) -> None:
     """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
     # The platform (pydantic settings, FastAPI, uvicorn, the data plane) is imported only when it runs.
@@ -67,7 +89,10 @@ def up(
                                  queue_limit=queue_limit, max_header_bytes=max_header_bytes,
                                  max_headers=max_headers, header_timeout=header_timeout,
                                  keep_alive_timeout=keep_alive_timeout, max_connections=max_connections,
-                                 run_as=run_as, metrics_public=metrics_public)
+                                 run_as=run_as, metrics_public=metrics_public, kube_context=kube_context,
+                                 kube_namespace=kube_namespace, runtime_image=runtime_image,
+                                 kube_store_secret=kube_store_secret, kube_service_account=kube_service_account,
+                                 kube_ready_timeout=kube_ready_timeout)
     except SettingsError as exc:
         fail(str(exc))
     try:

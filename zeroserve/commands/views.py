@@ -58,3 +58,39 @@ def routed_shares(traffic: dict[str, Any] | None, latest: str | None) -> dict[st
         if name:
             shares[name] = shares.get(name, 0) + int(t.get("percent", 0))
     return shares
+
+
+def target_state_lines(state: dict[str, Any]) -> list[str]:
+    """A target's own view of a function (`describe`): its Ready condition, URLs and what it serves."""
+    name = state.get("target", "?")
+    if state.get("error"):
+        return [f"{name}: cannot tell: {state['error']}"]
+    ready = state.get("ready")
+    condition = "Ready" if ready is True else ("not ready" if ready is False else "Ready unknown")
+    why = ": ".join(str(state[k]) for k in ("reason", "message") if state.get(k))
+    where = f"Service {state.get('service')} in namespace {state.get('namespace')}" if state.get("namespace") else ""
+    lines = [f"{name}: {condition}" + (f" ({why})" if why else "") + (f"  {where}" if where else "")]
+    lines.append(f"  url:                   {state.get('url') or '-'}")
+    lines.append(f"  latest ready revision: {state.get('latest_ready_revision') or '-'}")
+    if state.get("latest_created_revision") not in (None, state.get("latest_ready_revision")):
+        lines.append(f"  latest created:        {state['latest_created_revision']}")
+    served = ", ".join(f"{t.get('revision')}={t.get('percent', 0)}" + (f" ({t['tag']})" if t.get("tag") else "")
+                       for t in state.get("traffic", []))
+    lines.append(f"  serving:               {served or '-'}")
+    for tag, url in sorted((state.get("tag_urls") or {}).items()):
+        lines.append(f"  tag {tag}: {url}")
+    return lines
+
+
+def target_scale_table(target: dict[str, Any]) -> Table:
+    """A target's scale per revision (`status`): Knative's desired and actual replicas."""
+    table = Table("revision", "ready", "desired", "actual", "reason", title=target.get("target"))
+    for rev in target.get("revisions", []):
+        ready = {True: "yes", False: "no"}.get(rev.get("ready"), "unknown")
+        why = ": ".join(str(rev[k]) for k in ("reason", "message") if rev.get(k))
+        table.add_row(rev["revision"], ready, _count(rev.get("desired")), _count(rev.get("actual")), why or "-")
+    return table
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
