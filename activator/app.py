@@ -10,14 +10,13 @@ All methods run on the event loop that serves requests; call them from that loop
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 
 from activator.breaker import PendingFailed, QueueFull
-from activator.contracts import ReplicaEndpoint, RevisionSettings, RevisionStats, RouteResolver
+from activator.contracts import CallerChecker, ReplicaEndpoint, RevisionSettings, RevisionStats, RouteResolver
 from activator.metrics import ActivatorCollector, RevisionCounters, RevisionGauges, registry_with
 from activator.proxy import (
     ClientGone,
@@ -34,11 +33,14 @@ from activator.proxy import (
 from activator.routing import RouteError, resolve_label, target_of
 from activator.stats import ConcurrencyMeter
 from activator.throttler import ReplicaTracker, RevisionThrottler
+from activator.tracing import RequestTrace, log_access
 from protocol.asgi import Receive, Scope, Send, send_json_error, serve_lifespan
 
 log = logging.getLogger("zeroserve.activator")
 
 REVISION_HEADER = b"zeroserve-revision"
+# On a response to a request that found its revision at zero replicas and waited for one to start.
+COLD_START_HEADER = (b"zeroserve-cold-start", b"true")
 RETRY_AFTER_SECONDS = b"1"
 # nginx's code for "the client closed the request"; only ever recorded, never sent.
 CLIENT_CLOSED = 499
@@ -47,7 +49,7 @@ CLIENT_CLOSED = 499
 class _Revision:
     """Everything the activator keeps per revision."""
 
-    __slots__ = ("name", "settings", "throttler", "meter", "counters", "header")
+    __slots__ = ("name", "settings", "throttler", "meter", "counters", "header", "cold_header")
 
     def __init__(self, name: str, settings: RevisionSettings, throttler: RevisionThrottler[ReplicaClient],
                  now: float):
@@ -57,6 +59,7 @@ class _Revision:
         self.meter = ConcurrencyMeter(now)
         self.counters = RevisionCounters()
         self.header = [(REVISION_HEADER, name.encode("latin-1"))]
+        self.cold_header = [*self.header, COLD_START_HEADER]
 
 
 class Activator:
@@ -66,12 +69,22 @@ class Activator:
         *,
         domain: str = "localhost",
         on_cold_request: Callable[[str], None] | None = None,
+        check_caller: CallerChecker | None = None,
+        on_cold_start: Callable[[str, str, float, float], None] | None = None,
+        access_log: bool = False,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ):
         self._resolver = resolver
         self.domain = domain.lower().strip(".")
         self._on_cold_request = on_cold_request
+        # (revision, replica, since, answered), clock times: the request that found no replica and asked for
+        # one has its response head from `replica` (zeroserve/dataplane.py breaks it into phases).
+        self._on_cold_start = on_cold_start
+        # One line per request on the "zeroserve.access" logger (activator.tracing.log_access).
+        self._access_log = access_log
+        # Who may call `auth: token` functions; None: nobody (they answer 401), and nothing is dropped.
+        self._check_caller = check_caller
         self._clock = clock
         self._rng = rng
         self._revisions: dict[str, _Revision] = {}
@@ -136,72 +149,114 @@ class Activator:
             await send({"type": "websocket.close", "code": 1003})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trace = RequestTrace(scope["headers"])
+        if not self._access_log:
+            await self._answer(scope, receive, send, trace)
+            return
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        status = 500
+        try:
+            status = await self._answer(scope, receive, send, trace)
+        finally:
+            log_access(trace, scope["method"], scope["path"], status, arrived, loop.time())
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace) -> int:
+        """Route, check the caller, serve; returns the status answered (499: the client went away)."""
         try:
             target = target_of(scope, self.domain)
             function, tag = resolve_label(self._resolver, target.label)
         except RouteError as error:
-            await send_json_error(send, error.status, error.message)
-            return
+            return await send_json_error(send, error.status, error.message, trace.headers, trace.request_id)
+        trace.function = function
         revision = self._resolver.pick(function, tag, self._rng())
         if revision is None:
-            await send_json_error(send, 503, f"function '{function}' has no revision receiving traffic")
-            return
+            return await send_json_error(send, 503, f"function '{function}' has no revision receiving traffic",
+                                         trace.headers, trace.request_id)
+        trace.revision = revision
         try:
             state = self._revision(revision)
         except LookupError:
-            await send_json_error(send, 404, f"revision '{revision}' of function '{function}' not found")
-            return
-        if state.settings.token is not None and not _authorized(scope, state.settings.token):
-            await send_json_error(send, 401, f"function '{function}' requires 'Authorization: Bearer <token>' "
-                                  "(its function.yaml says auth: token)",
-                                  [(b"www-authenticate", b'Bearer realm="zeroserve"')])
-            return
+            return await send_json_error(send, 404, f"revision '{revision}' of function '{function}' not found",
+                                         trace.headers, trace.request_id)
+        authorization = _authorization(scope)
+        drop_authorization = False
+        if state.settings.requires_token:
+            check = None if self._check_caller is None else self._check_caller(authorization, function)
+            if check is None or (not check.allowed and check.status == 401):
+                why = "" if check is None or authorization is None else f" ({check.reason})"
+                return await send_json_error(send, 401, f"function '{function}' requires 'Authorization: Bearer "
+                                             f"<token>', an invoke token for it (its function.yaml says auth: "
+                                             f"token){why}", [(b"www-authenticate", b'Bearer realm="zeroserve"'),
+                                                              *trace.headers], trace.request_id)
+            if not check.allowed:  # a valid token that does not cover this function: the reason names its scope
+                return await send_json_error(send, check.status, f"function '{function}' (auth: token): "
+                                             f"{check.reason}", trace.headers, trace.request_id)
+            drop_authorization = True
+        elif authorization is not None and self._check_caller is not None:
+            # A platform token sent to a public function stays here too: user code never sees one.
+            drop_authorization = self._check_caller(authorization, function).platform_credential
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         state.meter.arrive(self._clock())
         status = 500
         try:
-            status = await self._serve(state, scope, target.raw_path, target.prefix, receive, send, arrived)
+            status = await self._serve(state, scope, target.raw_path, target.prefix, receive, send, arrived,
+                                       drop_authorization, trace)
         finally:
             state.meter.depart(self._clock())
             state.counters.count_response(status)
+        return status
 
     async def _serve(self, state: _Revision, scope: Scope, raw_path: bytes, prefix: bytes,
-                     receive: Receive, send: Send, arrived: float) -> int:
+                     receive: Receive, send: Send, arrived: float, drop_authorization: bool,
+                     trace: RequestTrace) -> int:
         settings = state.settings
         throttler = state.throttler
+        # No replica to route to on arrival: this request waits for a start (a cold start), and says so.
+        answer_headers = [*(state.cold_header if not throttler.routable else state.header), *trace.headers]
+        request_id = trace.request_id
         deadline = arrived + settings.timeout_seconds
         has_body, length = request_content_length(scope)
         body = RequestBody(receive, length) if has_body else None
         target = replica_target(raw_path, scope.get("query_string", b""))
-        headers = request_headers(scope, prefix, drop_authorization=settings.token is not None)
+        headers = request_headers(scope, prefix, drop_authorization=drop_authorization)
+        headers += trace.headers
         retry = False
         while True:
             if self._closed:
-                return await send_json_error(send, 503, "the activator is shutting down", state.header)
+                state.counters.count_rejection("shutting_down")
+                return await send_json_error(send, 503, "the activator is shutting down", answer_headers, request_id)
             if not throttler.routable and throttler.queue_depth == 0:
+                if trace.cold_since is None:
+                    trace.cold_since = self._clock()
                 self._poke(state.name)
             try:
                 tracker = await throttler.acquire(deadline, retry=retry)
             except QueueFull:
+                state.counters.count_rejection("queue_full")
                 return await send_json_error(
                     send, 503,
                     f"revision '{state.name}' has {settings.queue_limit} requests waiting already; "
                     "retry later",
-                    [*state.header, (b"retry-after", RETRY_AFTER_SECONDS)],
+                    [*answer_headers, (b"retry-after", RETRY_AFTER_SECONDS)], request_id,
                 )
             except TimeoutError:
+                state.counters.count_rejection("timeout")
                 return await send_json_error(
                     send, 504,
                     f"revision '{state.name}' had no free replica within {settings.timeout_seconds:g}s",
-                    state.header,
+                    answer_headers, request_id,
                 )
             except PendingFailed as error:
-                return await send_json_error(send, 503, error.message, state.header)
+                state.counters.count_rejection("start_failed")
+                return await send_json_error(send, 503, error.message, answer_headers, request_id)
+            if self._access_log:
+                trace.acquired = asyncio.get_running_loop().time()
             unreachable = False
             try:
                 return await self._forward(state, tracker, scope, target, headers, body, receive, send,
-                                           arrived, deadline)
+                                           arrived, deadline, answer_headers, trace)
             except ReplicaUnreachable as error:
                 log.info("replica %s of revision %s is unreachable (%s); retrying elsewhere",
                          tracker.replica_id, state.name, error)
@@ -212,7 +267,8 @@ class Activator:
 
     async def _forward(self, state: _Revision, tracker: ReplicaTracker[ReplicaClient], scope: Scope,
                        target: bytes, headers: list[tuple[bytes, bytes]], body: RequestBody | None,
-                       receive: Receive, send: Send, arrived: float, deadline: float) -> int:
+                       receive: Receive, send: Send, arrived: float, deadline: float,
+                       answer_headers: list[tuple[bytes, bytes]], trace: RequestTrace) -> int:
         try:
             response = await send_upstream(tracker.client, scope["method"], target, headers, body, deadline)
         except ReplicaFailed as error:
@@ -224,11 +280,13 @@ class Activator:
             state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
             message = (f"replica {tracker.replica_id} of revision '{state.name}' {error.message}"
                        + (f" (timeout {state.settings.timeout_seconds:g}s)" if error.status == 504 else ""))
-            return await send_json_error(send, error.status, message, state.header)
+            return await send_json_error(send, error.status, message, answer_headers, trace.request_id)
         except ClientGone:
             return CLIENT_CLOSED
         state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
-        failure = await relay_response(response, state.header, receive, send, body)
+        if trace.cold_since is not None:
+            self._cold_started(state.name, tracker.replica_id, trace.cold_since)
+        failure = await relay_response(response, answer_headers, receive, send, body)
         if failure is not None:
             log.warning("replica %s of revision '%s' failed mid-response (%s); closing the client connection",
                         tracker.replica_id, state.name, failure)
@@ -262,19 +320,26 @@ class Activator:
         except Exception:  # a failing hook must not fail the request that is about to wait
             log.exception("on_cold_request(%r) failed", revision)
 
+    def _cold_started(self, revision: str, replica_id: str, since: float) -> None:
+        if self._on_cold_start is None:
+            return
+        try:
+            self._on_cold_start(revision, replica_id, since, self._clock())
+        except Exception:  # metrics must never fail the response that is about to go out
+            log.exception("on_cold_start(%r) failed", revision)
+
     def _metric_rows(self) -> Iterator[RevisionGauges]:
         for name, state in list(self._revisions.items()):
-            yield RevisionGauges(name, state.counters, state.throttler.queue_depth, state.throttler.in_flight)
+            yield RevisionGauges(name, state.counters, state.throttler.queue_depth, state.throttler.in_flight,
+                                 state.settings.function)
 
 
 def _client_for(endpoint: ReplicaEndpoint) -> ReplicaClient:
     return ReplicaClient(endpoint.socket_path)
 
 
-def _authorized(scope: Scope, token: str) -> bool:
-    expected = b"bearer " + token.encode()
+def _authorization(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            # Constant-time, so response timing does not reveal how much of a guess was right.
-            return hmac.compare_digest(value[:7].lower() + value[7:], expected)
-    return False
+            return value
+    return None

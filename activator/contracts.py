@@ -6,7 +6,8 @@ The activator knows nothing about the registry or the supervisor: routes come in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 # Knative's activator holds at most this many requests per revision (breakerQueueDepth).
@@ -20,8 +21,9 @@ class RevisionSettings:
     container_concurrency: int = 0  # requests one replica takes at once; 0 = unlimited
     timeout_seconds: float = 300.0  # from arrival until the replica starts answering
     queue_limit: int = DEFAULT_QUEUE_LIMIT  # requests allowed to wait for a free replica
-    # `auth: token` functions: the bearer token a request must carry (None: a public function URL).
-    token: str | None = field(default=None, repr=False)
+    # `auth: token` functions: a request must carry a token the activator's `check_caller` accepts.
+    requires_token: bool = False
+    function: str = ""  # the function the revision belongs to: a label of its metrics
 
     def __post_init__(self) -> None:
         if self.container_concurrency < 0:
@@ -30,6 +32,21 @@ class RevisionSettings:
             raise ValueError(f"timeout_seconds must be > 0 (got {self.timeout_seconds})")
         if self.queue_limit < 0:
             raise ValueError(f"queue_limit must be >= 0 (got {self.queue_limit})")
+
+
+@dataclass(frozen=True, slots=True)
+class CallerCheck:
+    """What the platform says of a request's Authorization header, for one function."""
+
+    allowed: bool  # it may call an `auth: token` function
+    status: int = 401  # when not allowed: 401 (no valid token) or 403 (a token that does not cover it)
+    reason: str = ""  # when not allowed: why, naming the token and its scope (never the secret)
+    platform_credential: bool = False  # one of the platform's tokens: never forwarded to user code
+
+
+# (the Authorization header as received, or None; the function) -> CallerCheck. The composition root
+# passes one in (zeroserve/credentials.py); the activator never sees a token store.
+CallerChecker = Callable[[bytes | None, str], CallerCheck]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from activator.http1 import ReplicaClient, ReplicaUnreachable, Response, UpstreamError
+from activator.tracing import TRACE_HEADERS
 from protocol.asgi import Scope
 
 __all__ = ["ClientGone", "ReplicaClient", "ReplicaFailed", "ReplicaUnreachable", "RequestBody",
@@ -25,7 +26,9 @@ HOP_BY_HOP = frozenset({
 })
 # The activator's own server writes these for every response; the replica's copies would be duplicates.
 _SET_BY_FRONT_SERVER = frozenset({b"date", b"server"})
-_NOT_RELAYED = HOP_BY_HOP | _SET_BY_FRONT_SERVER
+# Only the activator says whether a request was a cold start: a replica cannot claim one (or hide one).
+_SET_BY_ACTIVATOR = frozenset({b"zeroserve-cold-start"})
+_NOT_RELAYED = HOP_BY_HOP | _SET_BY_FRONT_SERVER | _SET_BY_ACTIVATOR
 # Bodies up to this size are read whole before sending: one write, and a retry can replay them.
 SMALL_BODY = 64 * 1024
 
@@ -90,12 +93,13 @@ def request_headers(scope: Scope, prefix: bytes, *, drop_authorization: bool = F
     """The client's headers minus hop-by-hop ones, plus x-forwarded-* describing the original request.
 
     With `drop_authorization` the platform token a protected function was called with stays here:
-    user code never sees it.
+    user code never sees it. The client's request id and traceparent are dropped too: the activator
+    sends its own (activator.tracing).
     """
     headers: list[tuple[bytes, bytes]] = []
     host = b""
     forwarded_for = b""
-    dropped: set[bytes] = {b"authorization"} if drop_authorization else set()
+    dropped: set[bytes] = {b"authorization", *TRACE_HEADERS} if drop_authorization else set(TRACE_HEADERS)
     for name, value in scope["headers"]:
         if name == b"connection":
             dropped.update(token.strip().lower() for token in value.split(b","))

@@ -45,7 +45,7 @@ MAX_MANIFEST_DEPTH = 32  # real manifests nest 3 deep; deeper is an attack on th
 MAX_ECHO = 80  # characters of a user's value quoted back in a message
 MAX_PROBLEMS = 20  # problems listed by one ManifestError; the rest are counted
 # Targets function.yaml may name but this version cannot deploy to yet (refused, never ignored).
-UNAVAILABLE_TARGETS = ("lambda",)
+UNAVAILABLE_TARGETS: tuple[str, ...] = ()
 
 _ECHO_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
 _ECHO_REPR.maxlevel = 2

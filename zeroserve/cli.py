@@ -63,6 +63,7 @@ from zeroserve.commands.git_credential import git_credential  # noqa: E402
 from zeroserve.commands.init import init  # noqa: E402
 from zeroserve.commands.invoke import invoke  # noqa: E402
 from zeroserve.commands.loadtest import loadtest  # noqa: E402
+from zeroserve.commands.logs import logs  # noqa: E402
 from zeroserve.commands.status import status  # noqa: E402
 from zeroserve.commands.token import token_app  # noqa: E402
 from zeroserve.commands.traffic import promote, rollback, traffic  # noqa: E402
@@ -79,6 +80,7 @@ app.command("rollback")(rollback)
 app.command("promote")(promote)
 app.command("delete")(delete)
 app.command("events")(events)
+app.command("logs")(logs)
 app.command("status")(status)
 app.command("loadtest")(loadtest)
 app.command("export")(export)

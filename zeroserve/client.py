@@ -159,6 +159,21 @@ class ControlClient:
             params["function"] = function
         return self._call("GET", "/events", params=params)
 
+    def logs(self, function: str, *, revision: str | None = None, since: str | None = None,
+             tail: int = 1000) -> list[dict[str, Any]]:
+        """The newest lines a function's replicas wrote (oldest first): time, revision, replica, stream, line,
+        request_id."""
+        params = _log_params(revision, since, tail)
+        return self._call("GET", f"/functions/{_seg(function)}/logs", params=params)["lines"]
+
+    def follow_logs(self, function: str, *, revision: str | None = None, since: str | None = None,
+                    tail: int = 1000) -> _LineStream:
+        """`with client.follow_logs("iris") as lines: for line in lines: ...`: the newest lines, then each new
+        one as it is written, until the platform stops or the loop is left."""
+        params = {**_log_params(revision, since, tail), "follow": "true"}
+        return self._call_stream("GET", f"/functions/{_seg(function)}/logs", timeout=None, params=params,
+                                 what="the log stream")
+
     # --------------------------------------------------------------------------------------- tokens
 
     def create_token(self, scope: str, functions: Sequence[str] = (), *, name: str | None = None,
@@ -186,15 +201,18 @@ class ControlClient:
             raise ApiError(response.status_code, _error_message(response))
         return response.json()
 
-    def _call_stream(self, method: str, path: str, *, timeout: float, **kwargs: Any) -> _LineStream:
-        return _LineStream(self, method, path, timeout, kwargs)
+    def _call_stream(self, method: str, path: str, *, timeout: float | None, what: str = "the deploy",
+                     **kwargs: Any) -> _LineStream:
+        return _LineStream(self, method, path, timeout, kwargs, what)
 
 
 class _LineStream:
     """Context manager over an NDJSON response: yields one object per line, as lines arrive."""
 
-    def __init__(self, client: ControlClient, method: str, path: str, timeout: float, kwargs: dict[str, Any]):
+    def __init__(self, client: ControlClient, method: str, path: str, timeout: float | None, kwargs: dict[str, Any],
+                 what: str = "the deploy"):
         self._client, self._method, self._path, self._timeout, self._kwargs = client, method, path, timeout, kwargs
+        self._what = what  # what was going on, for the message when the connection is lost
         self._context: Any = None
 
     def __enter__(self) -> Iterator[dict[str, Any]]:
@@ -222,7 +240,7 @@ class _LineStream:
                 if line.strip():
                     yield json.loads(line)
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"lost the connection to the platform during the deploy: {exc}") from None
+            raise ApiError(0, f"lost the connection to the platform during {self._what}: {exc}") from None
 
     def __exit__(self, *exc: object) -> None:
         if self._context is not None:
@@ -251,6 +269,15 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(body, dict) and "error" in body:
         return str(body["error"])
     return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _log_params(revision: str | None, since: str | None, tail: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"tail": tail}
+    if revision:
+        params["revision"] = revision
+    if since:
+        params["since"] = since
+    return params
 
 
 def _seg(value: str) -> str:

@@ -6,6 +6,10 @@ Wiring (docs/architecture.md, "How a request flows"):
   supervisor --replicas ready/gone--> activator.set_endpoints; --start failed--> activator.fail_pending
   supervisor --start failed / replica died (e.g. "out of memory: 512Mi")--> registry events
   supervisor scale-down --> activator.drain (in-flight requests finish first)
+  a scale change --> a "scale" event naming the decider's reason (`zeroserve events FN`)
+  replicas' stdout/stderr --> FunctionLogs (DATA/logs; `zeroserve logs FN`)
+  activator cold start answered --> ColdStarts, with its phases from the replica's start timings
+Metrics: `PlatformCollector` (zeroserve/metrics.py) joins the activator's registry that /metrics serves.
 Routes come from the registry's RouteTable (kept current by a subscription), so the hot path never reads
 SQLite. Revisions are materialized (verified against their digest) when they become routed, not on the
 cold path, so a cold start pays only for the fork and the model load.
@@ -25,16 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from activator.app import Activator
-from activator.contracts import ReplicaEndpoint, RevisionSettings
+from activator.contracts import CallerChecker, ReplicaEndpoint, RevisionSettings
 from autoscaler.decider import TICK_INTERVAL
 from autoscaler.revision import RevisionAutoscaler, ScaleDecision
 from deploy.local.identities import IdentityPolicy
-from deploy.local.supervisor import Supervisor
+from deploy.local.replica_logs import FunctionLogs
+from deploy.local.supervisor import Supervisor, UnknownRevisionError
 from protocol.manifest import FunctionManifest
 from revisions.naming import function_of
 from revisions.registry import Registry, RegistryError
 from revisions.store import ArtifactStore, LocalArtifactStore
 from revisions.traffic import RouteTable
+from zeroserve.metrics import ColdStarts, PlatformCollector, RevisionScale, cold_start_phases
 
 log = logging.getLogger("zeroserve.dataplane")
 
@@ -74,24 +80,30 @@ class _Resolver:
 
 class LocalDataPlane:
     def __init__(self, registry: Registry, store: ArtifactStore, route_table: RouteTable, run_dir: Path, *,
-                 domain: str = "localhost", queue_limit: int = 10_000, token: str | None = None,
-                 clock: Callable[[], float] = time.monotonic, identities: IdentityPolicy | None = None):
+                 domain: str = "localhost", queue_limit: int = 10_000,
+                 check_caller: CallerChecker | None = None,
+                 clock: Callable[[], float] = time.monotonic, identities: IdentityPolicy | None = None,
+                 logs_dir: Path | None = None, access_log: bool = False):
         self.registry = registry
         self.store = store
         self.route_table = route_table
         self._clock = clock
         self.run_dir = Path(run_dir)
         self.queue_limit = queue_limit
-        self._token = token  # what `auth: token` functions require from callers
         self._revisions: dict[str, _RevisionState] = {}
         self.activator = Activator(_Resolver(self), domain=domain, on_cold_request=self._on_cold_request,
-                                   clock=clock)
+                                   check_caller=check_caller, on_cold_start=self._on_cold_start,
+                                   access_log=access_log, clock=clock)
+        # Replicas' stdout and stderr, per revision (the platform puts them in DATA/logs).
+        self.logs = FunctionLogs(logs_dir if logs_dir is not None else self.run_dir / "logs")
+        self.cold_starts = ColdStarts()
+        self.activator.metrics_registry.register(PlatformCollector(self.cold_starts, self._scale_rows))
         # With identities, each function's replicas run as its own user and reach the artifact store's files.
         shared_dirs = (store.objects_root,) if isinstance(store, LocalArtifactStore) else ()
         self.supervisor = Supervisor(run_dir, on_replicas_changed=self._on_replicas_changed,
                                      on_start_failed=self._on_start_failed, drain=self.activator.drain,
                                      on_replica_failed=self._on_replica_failed, identities=identities,
-                                     shared_dirs=shared_dirs)
+                                     shared_dirs=shared_dirs, logs=self.logs)
         self._last_start_error: dict[str, str] = {}  # per revision: the start error last recorded as an event
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -118,6 +130,7 @@ class LocalDataPlane:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.activator.close()
         await self.supervisor.stop()
+        self.logs.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
@@ -136,7 +149,7 @@ class LocalDataPlane:
             settings = RevisionSettings(container_concurrency=manifest.concurrency,
                                         timeout_seconds=float(manifest.timeout_seconds),
                                         queue_limit=self.queue_limit,
-                                        token=self._token if manifest.auth == "token" else None)
+                                        requires_token=manifest.auth == "token", function=manifest.name)
             state = _RevisionState(name, manifest, settings)
             self._revisions[name] = state
         return state
@@ -250,8 +263,23 @@ class LocalDataPlane:
         self._spawn(record(), f"event-{revision}")
 
     async def _apply(self, state: _RevisionState, n: int) -> None:
-        if state.function_dir is not None and self.supervisor.status(state.name).desired != n:
+        if state.function_dir is None:
+            return
+        current = self.supervisor.status(state.name).desired
+        if current != n:
+            reason = state.autoscaler.last.reason if state.autoscaler is not None else ""
+            self._record_event(state.name, "scale", f"{state.name}: {current} -> {n} replicas ({reason})")
             await self.supervisor.set_scale(state.name, n)
+
+    def _on_cold_start(self, revision: str, replica_id: str, since: float, answered: float) -> None:
+        """The request that found `revision` at zero got its response head from `replica_id`."""
+        try:
+            replica = next((r for r in self.supervisor.replicas(revision) if r.replica_id == replica_id), None)
+        except UnknownRevisionError:
+            replica = None
+        phases = {} if replica is None else cold_start_phases(since, answered, replica.requested_at,
+                                                             replica.timings_ms)
+        self.cold_starts.observe(function_of(revision), revision, answered - since, phases)
 
     # --- the autoscaler loop -------------------------------------------------------------------------
 
@@ -286,6 +314,22 @@ class LocalDataPlane:
             log.info("%s: scale %d (%s)", state.name, decision.applied, decision.reason)
 
     # --- status --------------------------------------------------------------------------------------
+
+    def _scale_rows(self) -> list[RevisionScale]:
+        """Each revision with an autoscaler, for /metrics (called on the event loop's thread by the scrape)."""
+        rows = []
+        for name, state in list(self._revisions.items()):
+            if state.autoscaler is None or state.function_dir is None:
+                continue
+            last = state.autoscaler.last
+            replicas = self.supervisor.status(name)
+            rows.append(RevisionScale(
+                function=state.manifest.name, revision=name, metric=state.manifest.scaling.metric,
+                desired=last.desired, requested=replicas.desired, ready=replicas.ready, starting=replicas.starting,
+                terminating=replicas.draining, panicking=last.panicking, stable_value=last.stable_value,
+                panic_value=last.panic_value, target=state.autoscaler.decider.spec.target_value,
+                excess_burst_capacity=last.excess_burst_capacity, replicas=self.supervisor.counters(name)))
+        return rows
 
     def status(self, function: str) -> dict[str, Any]:
         """Per revision: replicas, panic mode, observed load, queue and the last decision with its reason."""

@@ -49,6 +49,8 @@ from zeroserve.credentials import Credentials
 from zeroserve.dataplane import LocalDataPlane
 from zeroserve.host_dispatch import HostDispatcher
 from zeroserve.isolation import plan_isolation, print_notice, secure_data_dir
+from zeroserve.metrics import DeployCollector
+from zeroserve.platform_log import configure_platform_logging
 from zeroserve.settings import Settings, ensure_token
 
 logger = logging.getLogger("zeroserve.platform")
@@ -74,7 +76,7 @@ class Platform:
                                processes=ProcessRecords(run_dir_for(settings.data_dir) / PROCESSES_DIR_NAME))
         # Targets besides local (deploy/targets.py), built on first use; the registry tells them of every
         # route change before it commits.
-        self.targets = Targets({"knative": lambda: knative_target(settings)})
+        self.targets = Targets({"knative": lambda: knative_target(settings), "lambda": lambda: lambda_target(settings)})
         registry.route_observer = self.targets.follow
         self.deployer = DeployService(registry, store, keep_unrouted=settings.keep_unrouted,
                                       build_workers=settings.build_workers, smoke_timeout=settings.smoke_timeout,
@@ -185,15 +187,32 @@ def knative_target(settings: Settings) -> Target:
                          ready_timeout=settings.kube_ready_timeout)
 
 
+def lambda_target(settings: Settings) -> Target:
+    """The Lambda target as the settings describe it (boto3 imported on first use, like the target itself)."""
+    from deploy.aws_lambda.mapping import LambdaSettings
+    from deploy.aws_lambda.target import LambdaTarget
+
+    region = settings.aws_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    # The functions reach an S3-compatible store (MinIO, R2) at the platform's own S3 endpoint; AWS_ENDPOINT_URL
+    # is the platform's way to the AWS APIs (Lambda's too), not the functions'.
+    lambda_settings = LambdaSettings(region=region, role=settings.lambda_role or "", image=settings.lambda_image or "",
+                                     function_prefix=settings.lambda_prefix,
+                                     s3_endpoint=os.environ.get("ZEROSERVE_S3_ENDPOINT_URL") or None)
+    return LambdaTarget(lambda_settings, store=settings.artifacts)
+
+
 def attach_data_plane(platform: Platform) -> LocalDataPlane:
     """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
     settings = platform.settings
     plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
                            domain=settings.domain, queue_limit=settings.queue_limit,
                            check_caller=platform.credentials.invoke_check,
-                           identities=platform.isolation.identities)
+                           identities=platform.isolation.identities,
+                           logs_dir=Path(settings.data_dir) / "logs", access_log=settings.access_log)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
+    platform.control.function_logs = plane.logs
+    plane.activator.metrics_registry.register(DeployCollector(platform.deployer.metrics))
     fallback = MetricsEndpoint(platform.platform_app, plane.activator.metrics_registry,
                                token=None if settings.metrics_public else platform.token)
     platform.asgi_app = HostDispatcher(plane.activator, fallback, settings.domain)
@@ -251,9 +270,15 @@ class PlatformServer(uvicorn.Server):
     platform, would take their replicas along without draining them.
     """
 
+    # Called on SIGTERM/SIGINT, before uvicorn waits for open responses: streams that never end on their own
+    # (`zeroserve logs -f`) end here, or that wait would last forever.
+    on_exit: list[Callable[[], None]]
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
+        for hook in getattr(self, "on_exit", ()):
+            hook()
 
 
 def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = None,
@@ -268,6 +293,7 @@ def run_platform(settings: Settings, *, ready: Callable[[str], None] | None = No
 async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | None = None,
                          after_ready: Callable[[Platform], Awaitable[None]] | None = None) -> None:
     os.umask(0o077)  # what the platform writes (registry, uploads, git objects) is its user's alone
+    configure_platform_logging()
     platform = create_platform(settings)
     print_notice(platform.isolation)  # the first lines: who functions run as, and what that leaves open
     # Lifespan off: the platform's start/stop run here, around the server, whatever app is in front.
@@ -276,6 +302,7 @@ async def serve_platform(settings: Settings, *, ready: Callable[[str], None] | N
                             log_level="warning", access_log=False, server_header=False,
                             http=limited_http_protocol(settings.connection_limits))
     server = PlatformServer(config)
+    server.on_exit = [platform.data_plane.logs.stop_following] if platform.data_plane is not None else []
     await platform.start()
     try:
         watcher = asyncio.create_task(_announce_when_bound(server, platform, ready or _print_ready, after_ready))

@@ -10,19 +10,19 @@ from pathlib import Path
 
 from deploy.git.push import FunctionUrls, GitDeployer, PushReceiver
 from deploy.git.push_options import PushOptionError, parse_push_options
-from deploy.git.remote import PREFIX, GitRemote
+from deploy.git.remote import PREFIX, GitAccess, GitRemote
 from deploy.git.repos import Repositories, RepositoryError
 
 
-def create_git_remote(root: Path, token: str, deployer: GitDeployer, *, deploy_branch: str = "main",
+def create_git_remote(root: Path, access: GitAccess, deployer: GitDeployer, *, deploy_branch: str = "main",
                       function_urls: FunctionUrls | None = None, max_push_bytes: int | None = None) -> GitRemote:
     """The remote as the platform wires it: repositories under `root`, deploys through `deployer`."""
     repos = Repositories(root, deploy_branch)
     pushes = PushReceiver(deployer, repos, function_urls)
-    return GitRemote(repos, token, pushes, max_push_bytes=max_push_bytes)
+    return GitRemote(repos, access, pushes, max_push_bytes=max_push_bytes)
 
 
 __all__ = [
-    "PREFIX", "GitDeployer", "GitRemote", "PushOptionError", "PushReceiver", "Repositories",
+    "PREFIX", "GitAccess", "GitDeployer", "GitRemote", "PushOptionError", "PushReceiver", "Repositories",
     "RepositoryError", "create_git_remote", "parse_push_options",
 ]

@@ -252,6 +252,7 @@ class PushReceiver:
             lines.append(f"url: {urls.get('path_url')}")
             for tag, url in dict(urls.get("tags") or {}).items():
                 lines.append(f"url ({tag}): {url}")
+        lines.append(f"try it: zeroserve invoke {function}")
         return lines
 
 

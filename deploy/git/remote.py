@@ -1,6 +1,6 @@
 """The git remote: `http://HOST:PORT/git/<fn>.git`, git's smart HTTP protocol served by `git http-backend`.
 
-    git remote add zeroserve http://x:TOKEN@127.0.0.1:8080/git/iris.git
+    zeroserve init iris              # remote `zeroserve` + a deploy token handed to git by a credential helper
     git push zeroserve main          # builds, records a revision, moves traffic; the log as remote: lines
     git clone http://x:TOKEN@127.0.0.1:8080/git/iris.git
 
@@ -8,20 +8,21 @@ Only three paths exist under a repository, the smart protocol's: `info/refs?serv
 `git-upload-pack` (clone, fetch) and `git-receive-pack` (push). The function name must be a DNS-1035
 label, so no request can name a file outside DATA/git; anything else is a 400 or 404 before git runs.
 
-Authentication is HTTP basic with the platform token as the password (any user name), or a bearer
-token; without it: 401 with `WWW-Authenticate: Basic realm="zeroserve"`, and nothing is created.
+Authentication is HTTP basic with a token as the password (any user name), or a bearer token; the
+platform decides what that token may do (`GitAccess`): the admin token anything, a `deploy` token
+push and fetch of its functions' repositories, a `read` token fetch. Without a valid token: 401 with
+`WWW-Authenticate: Basic realm="zeroserve"`; with one that does not cover the request: 403 naming its
+scope; either way nothing is created.
 A repository is created by the first push (its `info/refs?service=git-receive-pack` request).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -38,18 +39,21 @@ SERVICES = ("git-upload-pack", "git-receive-pack")
 # What git http-backend, receive-pack and the hook inherit of the platform's environment: what git needs,
 # and none of the platform's own settings or credentials.
 _BACKEND_ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
+# (the Authorization header or None, the function, whether it is a push) -> None when allowed, else
+# (401 or 403, why). The platform passes one in (zeroserve/credentials.py); no token is held here.
+GitAccess = Callable[[str | None, str, bool], tuple[int, str] | None]
 _PATH = re.compile(r"^(?P<name>[^/]+?)(?:\.git)?/(?P<what>info/refs|git-upload-pack|git-receive-pack)$")
 
 
 class GitRemote:
     """The ASGI app for everything under /git/; `mount(app)` puts it in front of another app."""
 
-    def __init__(self, repos: Repositories, token: str, pushes: PushReceiver, *,
+    def __init__(self, repos: Repositories, access: GitAccess, pushes: PushReceiver, *,
                  max_push_bytes: int | None = None, git_binary: str = "git"):
         self.repos = repos
         self.pushes = pushes
         self.max_push_bytes = max_push_bytes
-        self._token = token.encode()
+        self._access = access
         self._git = shutil.which(git_binary) or git_binary
 
     def mount(self, fallback: ASGIApp) -> ASGIApp:
@@ -98,9 +102,16 @@ class GitRemote:
         if service is None:
             raise _Refused(400, "only git's smart HTTP protocol is served "
                                 "(info/refs?service=git-upload-pack or git-receive-pack)")
-        if not self._authorized(scope):
-            raise _Refused(401, "authentication required: use the platform token as the password "
-                                "(http://x:TOKEN@host/git/<fn>.git)", [(b"www-authenticate", REALM.encode())])
+        authorization = _header(scope, b"authorization")
+        denied = self._access(authorization, name, service == "git-receive-pack")
+        if denied is not None:
+            status, why = denied
+            if status != 401:
+                raise _Refused(status, why)
+            presented = f" ({why})" if authorization is not None else ""
+            raise _Refused(401, f"authentication required: use the platform token or a deploy token for {name} "
+                                f"as the password (zeroserve init sets one up with a credential helper){presented}",
+                           [(b"www-authenticate", REALM.encode())])
         if service == "git-receive-pack" and what == "info/refs":
             try:  # the first request of a push: the repository is created here
                 return name, what, await asyncio.to_thread(self.repos.ensure, name)
@@ -111,24 +122,6 @@ class GitRemote:
             raise _Refused(404, f"function {name} has no repository yet; "
                                 f"push to {PREFIX}{name}.git to create it")
         return name, what, repo_dir
-
-    def _authorized(self, scope: Scope) -> bool:
-        header = _header(scope, b"authorization")
-        if header is None:
-            return False
-        scheme, _, value = header.partition(" ")
-        value = value.strip()
-        if scheme.lower() == "bearer":
-            presented = value.encode()
-        elif scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                return False
-            presented = decoded.partition(b":")[2]
-        else:
-            return False
-        return hmac.compare_digest(presented, self._token)
 
     async def _backend(self, scope: Scope, receive: Receive, send: Send, path_info: str,
                        extra: dict[str, str], max_body: int | None) -> None:

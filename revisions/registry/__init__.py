@@ -14,8 +14,9 @@ gradual rollout moves `routes` step by step without writing history, so a rollba
 before the deploy rather than to an intermediate step.
 
 One job per module: `database` (connections, transactions, listeners), `schema` (migrations),
-`tables` (rows to records and back), `events`, `retention`, and `registry` (`Registry`: each operation
-loads, decides with `revisions.route_decisions`, and stores, in one transaction).
+`tables` (rows to records and back), `events`, `retention`, `tokens` (scoped API tokens, hashed), and
+`registry` (`Registry`: each operation loads, decides with `revisions.route_decisions`, and stores, in
+one transaction).
 """
 
 from revisions.errors import ConflictError, NotFoundError, RegistryError
@@ -34,9 +35,10 @@ from revisions.registry.events import DEFAULT_KEEP_EVENTS, MAX_EVENT_MESSAGE
 from revisions.registry.registry import Registry
 from revisions.registry.retention import DEFAULT_KEEP_UNROUTED
 from revisions.registry.schema import MIGRATIONS
+from revisions.registry.tokens import TokenRecord, TokenTable
 
 __all__ = [
     "DEFAULT_KEEP_EVENTS", "DEFAULT_KEEP_UNROUTED", "FAILED", "MAX_EVENT_MESSAGE", "MIGRATIONS", "READY",
     "ConflictError", "DeployOutcome", "EventRecord", "FunctionRecord", "NotFoundError", "Registry",
-    "RegistryError", "Removal", "RevisionRecord", "RouteRecord", "revision_name",
+    "RegistryError", "Removal", "RevisionRecord", "RouteRecord", "TokenRecord", "TokenTable", "revision_name",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from revisions.registry import tables
 from revisions.traffic import TrafficTarget
@@ -33,6 +34,9 @@ class RouteNotice:
     # Every revision of the function -> the targets it was deployed to.
     revision_targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     deleted: bool = False
+    # The newest revision's function.yaml (as stored): what is function-wide on a target, such as a
+    # Lambda alias' auth and concurrency, comes from the latest deploy.
+    manifest: Mapping[str, Any] = field(default_factory=dict)
 
 
 RouteObserver = Callable[[RouteNotice], None]
@@ -49,6 +53,7 @@ def route_notice(conn: sqlite3.Connection, function: str, reason: str, *, delete
         latest_ready=tables.latest_ready(conn, function),
         function_targets=revision_targets[newest] if newest is not None else (LOCAL,),
         revision_targets=revision_targets, deleted=deleted,
+        manifest=revisions[-1].manifest if revisions else {},
     )
 
 

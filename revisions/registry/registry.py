@@ -329,9 +329,11 @@ class Registry:
 
     def record_event(self, function: str, revision: str | None, kind: str, message: str, *,
                      now: float | None = None) -> None:
-        """An event from outside the registry's own changes (e.g. a replica the data plane saw die)."""
+        """An event from outside the registry's own changes (e.g. a replica the data plane saw die, a scale
+        change). These come without a deploy, so the table is kept to its newest events here too."""
         with self._db.write() as (conn, _changed):
             record_event(conn, self._clock() if now is None else now, function, revision, kind, message)
+            prune_events(conn, DEFAULT_KEEP_EVENTS)
 
     # ------------------------------------------------------------------------------------- removal
 

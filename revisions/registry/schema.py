@@ -69,6 +69,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_by_function ON events(function, id);
     """,
+    # 2: scoped API tokens (revisions/registry/tokens.py). Only a token's SHA-256 is stored.
+    """
+    CREATE TABLE tokens (
+        name       TEXT PRIMARY KEY,
+        hash       TEXT NOT NULL UNIQUE,
+        scope      TEXT NOT NULL CHECK (scope IN ('read', 'deploy', 'invoke', 'admin')),
+        functions  TEXT NOT NULL,
+        created    REAL NOT NULL,
+        expires    REAL,
+        last_used  REAL
+    );
+    """,
 )
 
 

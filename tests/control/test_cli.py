@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -87,8 +88,8 @@ def test_broken_function_fails_the_build_and_changes_nothing(platform, tmp_path,
     if breakage == "corrupt-model":
         (broken / "model.onnx").write_bytes(b"\x08\x07 this is not a protobuf model" * 10)
     elif breakage == "bad-manifest":
-        text = (broken / "function.yaml").read_text()
-        (broken / "function.yaml").write_text(text + "concurrency: -3\n")
+        text = (broken / "function.yaml").read_text()  # holds `concurrency:` once; a second would be a duplicate
+        (broken / "function.yaml").write_text(re.sub(r"(?m)^concurrency: .*$", "concurrency: -3", text))
     else:
         (broken / "model.onnx").unlink()
     before = platform.client().describe(name)

@@ -76,7 +76,7 @@ def test_import_and_help_load_nothing_heavy(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["ls", "describe", "status", "traffic", "deploy", "loadtest", "init", "up",
-                                     "invoke", "token", "git-credential", "export"])
+                                     "invoke", "token", "git-credential", "export", "logs"])
 def test_command_help_loads_nothing_heavy(tmp_path, command):
     assert heavy(loaded_modules(tmp_path, command, "--help"), HEAVY_PACKAGES) == []
 
@@ -93,6 +93,7 @@ def platform_with_iris(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args", [("ls",), ("describe", "iris"), ("status", "iris"), ("token", "ls"),
+                                  ("logs", "iris"),
                                   ("invoke", "iris", "--data", '{"instances": [[5.1, 3.5, 1.4, 0.2]]}')])
 def test_api_commands_load_the_http_client_and_nothing_else_heavy(tmp_path, platform_with_iris, args):
     env = _env(ZEROSERVE_URL=platform_with_iris.url, ZEROSERVE_DATA=str(platform_with_iris.data_dir),

@@ -162,6 +162,8 @@ def scale_status_with_a_replica(answers: Answers) -> None:
     status = answers.call("GET", "/api/v1/functions/{function}/status", status=200, params=FN)
     assert status["data_plane"] and any(r["replicas"] for r in status["revisions"]), status
     assert all(r["metric"] == "concurrency" for r in status["revisions"])
+    logs = answers.call("GET", "/api/v1/functions/{function}/logs", status=200, params=FN)
+    assert logs["function"] == "iris" and all(line["revision"].startswith("iris-") for line in logs["lines"])
 
 
 def test_every_operation_documents_its_answers_and_real_answers_match(

@@ -29,10 +29,12 @@ def git_env(home: Path | None = None) -> dict[str, str]:
     return env
 
 
-def git(cwd: Path, *args: str, check: bool = True,
-        timeout: float = PUSH_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["git", *args], cwd=cwd, env=git_env(), capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+def git(cwd: Path, *args: str, check: bool = True, timeout: float = PUSH_TIMEOUT, input_text: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` in `cwd`; `input_text` is its stdin (else none), `env` overrides git_env()'s variables."""
+    stdin = {"input": input_text} if input_text is not None else {"stdin": subprocess.DEVNULL}
+    result = subprocess.run(["git", *args], cwd=cwd, env={**git_env(), **(env or {})}, capture_output=True,
+                            text=True, timeout=timeout, check=False, **stdin)  # type: ignore[call-overload]
     if check and result.returncode != 0:
         output = result.stdout + result.stderr
         raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n{output}")

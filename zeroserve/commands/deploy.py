@@ -41,3 +41,4 @@ def deploy(
         if result.get("status") == "created":
             urls = client.describe(result["function"])
             out.print(f"  url: {urls.get('url')}  (or {urls.get('path_url')})", markup=False)
+        out.print(f"  try it: zeroserve invoke {result['function']}", markup=False)

@@ -4,9 +4,11 @@
     cd iris2 && git add -A && git commit -m "first revision" && git push zeroserve main
 
 The directory gets git initialised on the deploy branch and a remote named `zeroserve` pointing at
-the platform's git remote (server from --server / ZEROSERVE_URL). When a token is at hand (--token,
-ZEROSERVE_TOKEN or the local data dir) it goes into the remote URL as the basic-auth password, so
-pushes need no prompt; it is never printed in full.
+the platform's git remote (server from --server / ZEROSERVE_URL), with no secret in its URL. With the
+operator's token at hand (--token, ZEROSERVE_TOKEN or the local data dir), init creates a *deploy*
+token for this function only and hands it to git through a credential helper
+(zeroserve/commands/git_credential.py): the admin token never enters the repository, and
+`.git/config` and `git remote -v` show no secret.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ import textwrap
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from zeroserve.client import resolve_server, resolve_token
 from zeroserve.commands.connection import DataOption, ServerOption, TokenOption, console, fail
+from zeroserve.commands.git_credential import CREDENTIALS_FILE, git_common_dir, helper_command, save_credentials
 
 REMOTE_NAME = "zeroserve"
-REMOTE_USER = "zeroserve"
 
 
 class Template(StrEnum):
@@ -55,35 +57,61 @@ def init(
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         fail(f"{target}: already exists and is not an empty directory")
     base = resolve_server(server)
-    secret = resolve_token(token, data)
-    remote_url = git_remote_url(base, name, secret)
+    operator_token = resolve_token(token, data)
+    remote_url = git_remote_url(base, name)
     files = scaffold(target, name, template, base, branch)
     _git(target, "init", "--quiet", f"--initial-branch={branch}")
     _git(target, "remote", "add", REMOTE_NAME, remote_url)
     out = console()
     out.print(f"created {target}/ ({template.value}): {', '.join(sorted(files))}", markup=False)
-    out.print(f"git remote {REMOTE_NAME} -> {mask_token(remote_url, secret)}", markup=False)
-    if secret is None:
-        out.print("no API token found (--token, ZEROSERVE_TOKEN or --data): git will ask for one "
-                  "(any user name, the token as password)", markup=False)
+    out.print(f"git remote {REMOTE_NAME} -> {remote_url}", markup=False)
+    deploy_token, about = _deploy_token(base, operator_token, name)
+    if deploy_token is not None:
+        _hand_to_git(target, remote_url, deploy_token)
+        out.print(f"{about}; git gets it from .git/{CREDENTIALS_FILE} (0600) through a credential helper",
+                  markup=False)
+    else:
+        out.print(f"{about}; git will ask for a token (any user name; as the password a deploy token: "
+                  f"zeroserve token create --function {name} --scope deploy)", markup=False)
     out.print("next:", markup=False)
     commit = "git add -A && git commit -m 'first revision'"
     out.print(f"  cd {target} && {commit} && git push {REMOTE_NAME} {branch}", markup=False)
+    out.print(f"  zeroserve invoke {name}", markup=False)
 
 
-def git_remote_url(server: str, function: str, token: str | None) -> str:
-    """http://zeroserve:TOKEN@host:port/git/<fn>.git (no credentials when there is no token)."""
+def git_remote_url(server: str, function: str) -> str:
+    """http://host:port/git/<fn>.git: never with credentials (any user:password in `server` is dropped)."""
     parts = urlsplit(server.rstrip("/"))
     netloc = parts.netloc.rpartition("@")[2]
-    if token:
-        netloc = f"{REMOTE_USER}:{quote(token, safe='')}@{netloc}"
     return urlunsplit((parts.scheme or "http", netloc, f"{parts.path}/git/{function}.git", "", ""))
 
 
-def mask_token(text: str, token: str | None) -> str:
-    if not token:
-        return text
-    return text.replace(quote(token, safe=""), token[:4] + "…").replace(token, token[:4] + "…")
+def _deploy_token(server: str, operator_token: str | None, function: str) -> tuple[str | None, str]:
+    """(a token for git to push `function` with, what to tell the user about it)."""
+    if operator_token is None:
+        return None, "no API token found (--token, ZEROSERVE_TOKEN or --data), so no deploy token was made"
+    from zeroserve.client import ApiError, ControlClient
+
+    try:
+        with ControlClient(server, operator_token) as client:
+            created = client.create_token("deploy", [function])
+    except ApiError as exc:
+        if exc.status == 403:  # a scoped token cannot make tokens: it is what git will use (e.g. in CI)
+            return operator_token, f"the token given cannot create tokens ({exc.message}), so git uses it as it is"
+        return None, f"could not create a deploy token: {exc.message}"
+    return created["token"], f"deploy token {created['name']} (scope deploy: {function}) created"
+
+
+def _hand_to_git(target: Path, remote_url: str, secret: str) -> None:
+    """The token in .git/zeroserve-credentials, and a credential helper for the platform's URL only."""
+    parts = urlsplit(remote_url)
+    git_dir = git_common_dir(target.resolve())
+    if git_dir is None:
+        fail(f"{target}: git rev-parse found no repository")
+    save_credentials(git_dir, parts.scheme, parts.netloc, secret)
+    key = f"credential.{parts.scheme}://{parts.netloc}.helper"
+    _git(target, "config", key, "")  # empty first: no helper from the user's global config sees this token
+    _git(target, "config", "--add", key, helper_command())
 
 
 def scaffold(target: Path, name: str, template: Template, server: str, branch: str) -> list[str]:
@@ -198,11 +226,14 @@ def _readme(name: str, template: Template, server: str, branch: str) -> str:
             git push -o traffic=10 -o tag=canary {REMOTE_NAME} {branch}   # 10 % to the new revision
             git push -o rollout=5m {REMOTE_NAME} {branch}                  # move traffic over 5 minutes
 
-        The remote is `{base}/git/{name}.git`; it authenticates with the platform token as the
-        password (`git remote set-url {REMOTE_NAME} http://{REMOTE_USER}:TOKEN@HOST:PORT/git/{name}.git`).
+        The remote is `{base}/git/{name}.git`. `zeroserve init` made a deploy token for {name} (it can
+        push and change the traffic of this function only) and handed it to git through a credential
+        helper; the URL and `.git/config` hold no secret. Another machine (CI, say) needs a token of its
+        own: `zeroserve token create --function {name} --scope deploy`, used as the password.
 
         ## Call it
 
+            zeroserve invoke {name}             # sends sample.json; prints the outputs, revision, time, cold start
             curl -s -d @sample.json {base}/fn/{name}/v2/models/{name}/infer
 
         (also at `http://{name}.localhost:PORT/` on a local platform.)
