@@ -33,6 +33,7 @@ from functions.http import (
     send_response,
 )
 from functions.loaders import LoadedFunction, load_function
+from functions.request_context import enter_request
 from functions.runner import ModelRunner
 from functions.validation import check_inputs, check_produced_outputs, check_requested_outputs
 from protocol.asgi import Receive, Scope, Send, send_json_error, serve_lifespan
@@ -117,6 +118,8 @@ class FunctionApp:
         self.runner.close()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The activator's id and traceparent, for the handler and for the lines it prints (request_context).
+        rid = enter_request(scope["headers"])
         try:
             handler, allowed = self._route(scope["path"])
             if allowed and scope["method"] not in allowed:
@@ -131,16 +134,16 @@ class FunctionApp:
             if isinstance(exc, Unavailable):
                 headers.append((b"retry-after", b"1"))
             if exc.status >= 500 and not isinstance(exc, (Unavailable, Unsupported)):
-                request_id = uuid.uuid4().hex[:12]
+                request_id = _request_id_text(rid)
                 log.error("request %s %s %s: %s", request_id, scope["method"], scope["path"], exc.message)
-                await send_json_error(send, exc.status, f"{exc.message} (request id {request_id})", headers)
+                await send_json_error(send, exc.status, f"{exc.message} (request id {request_id})", headers, rid)
                 return
-            await send_json_error(send, exc.status, exc.message, headers)
+            await send_json_error(send, exc.status, exc.message, headers, rid)
         except Exception:
-            request_id = uuid.uuid4().hex[:12]
+            request_id = _request_id_text(rid)
             log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
             await send_json_error(send, 500, f"internal error serving model '{self.model}' (request id {request_id})",
-                                  self._extra_headers)
+                                  self._extra_headers, rid)
 
     # --- routing -------------------------------------------------------------------------------------
 
@@ -256,3 +259,7 @@ class FunctionApp:
         await send_response(send, 200, [encode_predict_response(request.format, outputs)],
                             [JSON_TYPE, *self._extra_headers])
 
+
+def _request_id_text(rid: bytes | None) -> str:
+    """The activator's request id, or one made here (a runtime served alone gets none)."""
+    return rid.decode("ascii") if rid is not None else uuid.uuid4().hex[:16]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from functions.request_context import request_id, set_batch, traceparent
 from protocol.inference_errors import InferenceError, InferenceFailed, Unavailable
 
 # (input name, dtype, non-batch shape) for every input, in name order.
@@ -34,6 +35,8 @@ class _Waiter:
     rows: int
     arrived: float
     future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
+    request_id: str | None = None  # the request's, so the batch's log lines name it
+    traceparent: str | None = None
 
 
 @dataclass
@@ -79,7 +82,7 @@ class DynamicBatcher:
                               f"(batching.max_queue {self.max_queue}); retry later")
         loop = asyncio.get_running_loop()
         rows = next(iter(inputs.values())).shape[0]
-        waiter = _Waiter(inputs, rows, time.monotonic(), loop.create_future())
+        waiter = _Waiter(inputs, rows, time.monotonic(), loop.create_future(), request_id(), traceparent())
         self._groups.setdefault(group_key(inputs), deque()).append(waiter)
         self._queued += 1
         self._ensure_worker(loop)
@@ -143,6 +146,8 @@ class DynamicBatcher:
 
     async def _run_batch(self, batch: list[_Waiter]) -> None:
         self.stats.record(len(batch))
+        # This task's own context: the model call that follows carries the batch's requests.
+        set_batch([w.request_id for w in batch], [w.traceparent for w in batch])
         try:
             if len(batch) == 1:
                 outputs = await self._run(batch[0].inputs)

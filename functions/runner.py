@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,8 +58,10 @@ class ModelRunner:
             self._pending -= 1
 
     async def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One model call in the model thread (what the batcher calls per batch)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, inputs)
+        """One model call in the model thread (what the batcher calls per batch), in the caller's context:
+        the handler sees the request's id and traceparent (functions.request_context)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, self._predict, inputs)
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:

@@ -10,6 +10,9 @@ replica's spec, which carries the function's env, goes in a memfd (anonymous mem
 on disk) handed over as a file descriptor that only the replica reads; the zygote passes it on
 unread. Each zygote and spawned replica leads its own process group
 and is recorded in `processes`, so a restarted platform sweeps what a killed one left.
+
+A replica's stdout and stderr are the write ends of its own pipes (`output`, from
+deploy.local.replica_logs) when the supervisor captures its logs; otherwise the platform's own.
 """
 
 from __future__ import annotations
@@ -160,10 +163,14 @@ class ReplicaProcess:
             self._pidfd = None
 
 
+# (stdout, stderr): the write ends a replica gets as its fds 1 and 2; None: it shares the platform's.
+Output = tuple[int, int] | None
+
+
 class Launcher(Protocol):
     mode: LaunchMode
 
-    async def launch(self, spec: ReplicaSpec) -> ReplicaProcess: ...
+    async def launch(self, spec: ReplicaSpec, output: Output = None) -> ReplicaProcess: ...
 
     async def close(self) -> None: ...
 
@@ -228,17 +235,18 @@ class SpawnLauncher:
         self.processes = processes
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    async def launch(self, spec: ReplicaSpec) -> ReplicaProcess:
+    async def launch(self, spec: ReplicaSpec, output: Output = None) -> ReplicaProcess:
         if self.view:
             spec = replace(spec, view=self.view)
         spec_fd = spec_memfd(spec)
         status_r, status_w = os.pipe()
+        stdout, stderr = output if output is not None else (None, None)
         try:
             child = subprocess.Popen(
                 [sys.executable, "-P", "-m", "deploy.local.replica", "--spec-fd", str(spec_fd),
                  "--status-fd", str(status_w)],
-                pass_fds=[status_w, spec_fd], stdin=subprocess.DEVNULL, start_new_session=True, cwd="/",
-                env=launch_environment(),
+                pass_fds=[status_w, spec_fd], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                start_new_session=True, cwd="/", env=launch_environment(),
             )
         except OSError as exc:
             os.close(status_r)
@@ -449,7 +457,7 @@ class ZygoteLauncher:
 
     # --- launching -----------------------------------------------------------------------------------
 
-    async def launch(self, spec: ReplicaSpec) -> ReplicaProcess:
+    async def launch(self, spec: ReplicaSpec, output: Output = None) -> ReplicaProcess:
         if self._closed:
             raise LaunchError("the supervisor is stopping")
         hello = await self.ready()
@@ -458,7 +466,7 @@ class ZygoteLauncher:
         if not hello.fork_safe:
             if self._spawn is None:
                 self._spawn = SpawnLauncher(self.spec_dir, view=self.view, processes=self.processes)
-            return await self._spawn.launch(spec)
+            return await self._spawn.launch(spec, output)
         if spec.replica_id in self._pending:
             raise LaunchError(f"replica {spec.replica_id} is already starting")
         future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
@@ -467,7 +475,8 @@ class ZygoteLauncher:
         spec_fd = spec_memfd(spec)
         try:
             assert self._control is not None
-            await send_with_fds(self._control, message, [spec_fd])
+            # The zygote makes the output pipes the child's fds 1 and 2, and closes its own copies.
+            await send_with_fds(self._control, message, [spec_fd, *(output or ())])
         except (OSError, AssertionError) as exc:
             self._pending.pop(spec.replica_id, None)
             raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import importlib
 import os
@@ -35,6 +36,7 @@ from functions.http_protocol import CoalescingHttpToolsProtocol  # head + body i
 from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, confine, is_out_of_memory
 from functions.isolation.limits import out_of_memory_message
 from functions.isolation.view import enter_view, runtime_paths
+from functions.request_context import TaggedStream
 from protocol.manifest import FunctionManifest
 
 PR_SET_NAME = 15
@@ -89,6 +91,16 @@ class ReplicaServer(uvicorn.Server):
 def name_process(replica_id: str) -> None:
     """A forked replica's command line is the zygote's; its name (ps -o comm, top) says what it is."""
     _LIBC.prctl(PR_SET_NAME, replica_id[-15:].encode(), 0, 0, 0)  # comm holds 15 bytes: keep the tail
+
+
+def tag_output() -> None:
+    """stdout and stderr go to the log capture: each line reaches it when written, tagged with the id of the
+    request being served (functions.request_context), also from the model's thread and from `logging`."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper: written as it is
+            stream.reconfigure(line_buffering=True)
+        setattr(sys, name, TaggedStream(stream))
 
 
 def load_app(spec: ReplicaSpec) -> Any:
@@ -179,6 +191,8 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
         # connects, once this replica has reported ready.
         sock = bind_unix_socket(spec.socket_path)
         warnings = confine(spec.confinement, parent_pid=parent_pid)
+        if spec.tag_output:
+            tag_output()
         for warning in warnings:
             print(f"zeroserve replica {spec.replica_id}: {warning}", file=sys.stderr, flush=True)
         app = load_app(spec)  # user code from here on

@@ -145,3 +145,11 @@ def exit_reason(returncode: int | None, description: str, memory: str | None) ->
     if returncode == OUT_OF_MEMORY_EXIT_CODE and memory is not None:
         return out_of_memory_message(memory)
     return description
+
+
+def failure_exit(error: str, memory: str | None, otherwise: Literal["crash", "start_failure"]
+                 ) -> Literal["crash", "start_failure", "out_of_memory"]:
+    """The exit reason a metric counts for a replica that failed with `error`: out of memory when it says so."""
+    if memory is not None and out_of_memory_message(memory) in error:
+        return "out_of_memory"
+    return otherwise

@@ -16,6 +16,10 @@ function's `env`, a private home under `<run_dir>/home/`, `resources.threads` an
 death with the zygote. With `identities` (the platform runs as root) each function's replicas run as
 its own unprivileged user, in a file system view that reaches only the runtime, `run_dir` and
 `shared_dirs` (the artifact store), and may read only their own function directory.
+
+With `logs` (deploy.local.replica_logs), each replica's stdout and stderr are captured line by line
+into its revision's log; without, replicas write to the platform's own. Starts and exits are counted
+per revision, by exit reason (`counters`), for the platform's metrics.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from deploy.local.identities import IdentityPolicy
 from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher
 from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.messages import ReplicaFailed, ReplicaReady, StatusReport, ZygoteKind
+from deploy.local.replica_logs import FunctionLogs, ReplicaOutput
 from deploy.local.replica_plan import (
     DRAINING,
     GONE,
@@ -54,9 +59,17 @@ from deploy.local.replica_plan import (
     after_start_failure,
     error_for_waiters,
     exit_reason,
+    failure_exit,
     plan,
 )
-from deploy.local.types import ReplicaEndpoint, ReplicaInfo, ReplicaSetStatus, ReplicaSpec
+from deploy.local.types import (
+    ExitReason,
+    ReplicaCounters,
+    ReplicaEndpoint,
+    ReplicaInfo,
+    ReplicaSetStatus,
+    ReplicaSpec,
+)
 from functions.isolation import Confinement, Identity, function_environment, inherited_environment
 from functions.isolation.files import private_dir, share_read_only
 from functions.isolation.orphans import ProcessRecords
@@ -98,6 +111,8 @@ class _Replica:
     process: ReplicaProcess | None = None
     ready_at: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    output: ReplicaOutput | None = None   # its captured stdout and stderr
+    exit_kind: ExitReason | None = None   # set when it fails; otherwise it ends by a scale-down
 
     def facts(self) -> ReplicaFacts:
         return ReplicaFacts(self.replica_id, self.state, self.requested_at, self.ready_at)
@@ -116,6 +131,7 @@ class _ReplicaSet:
     published: list[ReplicaEndpoint] | None = None
     identity: Identity | None = None   # who its replicas run as (None: the platform's own user)
     home: Path | None = None           # the function's private HOME, made when its first replica starts
+    counters: ReplicaCounters = field(default_factory=ReplicaCounters)
 
     @property
     def kind(self) -> ZygoteKind:
@@ -159,9 +175,11 @@ class Supervisor:
         on_replica_failed: OnReplicaFailed | None = None,
         identities: IdentityPolicy | None = None,
         shared_dirs: tuple[Path, ...] = (),
+        logs: FunctionLogs | None = None,
         clock: Clock = time.monotonic,
     ):
         self.run_dir = Path(run_dir)
+        self.logs = logs
         self.socket_dir = self.run_dir / SOCKET_DIR_NAME
         self.home_dir = self.run_dir / HOME_DIR_NAME
         # Zygotes and spawned replicas, recorded so a restart sweeps what a killed platform left running.
@@ -322,8 +340,14 @@ class Supervisor:
         rs = self._get(revision)
         return [ReplicaInfo(replica_id=r.replica_id, revision=revision, state=r.state,
                             pid=r.process.pid if r.process else None, socket_path=r.socket_path,
-                            mode=r.process.mode if r.process else "", timings_ms=dict(r.timings_ms))
+                            mode=r.process.mode if r.process else "", timings_ms=dict(r.timings_ms),
+                            requested_at=r.requested_at)
                 for r in rs.replicas.values()]
+
+    def counters(self, revision: str) -> ReplicaCounters:
+        """A copy of the revision's start and exit counts (and restarts)."""
+        rs = self._get(revision)
+        return ReplicaCounters(rs.counters.started, dict(rs.counters.exited), rs.failures.restarts)
 
     def endpoints(self, revision: str) -> list[ReplicaEndpoint]:
         return [ReplicaEndpoint(r.replica_id, r.socket_path) for r in self._get(revision).in_state(READY)]
@@ -368,6 +392,7 @@ class Supervisor:
                            socket_path=str(self.socket_dir.resolve() / f"r{self._sequence}.sock"),
                            requested_at=self._clock())
         rs.replicas[replica.replica_id] = replica
+        rs.counters.started += 1
         self._spawn_task(self._run_replica(rs, replica))
 
     def _spawn_task(self, coroutine: Awaitable[None]) -> None:
@@ -399,6 +424,9 @@ class Supervisor:
                 process.close()
             replica.state = GONE
             rs.replicas.pop(replica.replica_id, None)
+            if replica.output is not None:
+                replica.output.finish()
+            rs.counters.count_exit(replica.exit_kind or "scale_down")
             try:
                 os.unlink(replica.socket_path)
             except OSError:
@@ -431,14 +459,20 @@ class Supervisor:
     async def _launch(self, rs: _ReplicaSet, replica: _Replica) -> ReplicaProcess | None:
         """The replica's process; None when it could not be created (reported) or was called off meanwhile."""
         spec = self._spec(rs, replica)
+        if self.logs is not None:
+            replica.output = self.logs.capture(rs.manifest.name, rs.revision, replica.replica_id)
+        output = replica.output.writers if replica.output is not None else None
         try:
-            process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec), self.start_timeout)
+            process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec, output), self.start_timeout)
         except (LaunchError, TimeoutError) as exc:
             if replica.state == STARTING:
                 replica.state = GONE
                 reason = str(exc) or f"no answer from the zygote in {self.start_timeout:.0f}s"
                 self._start_failed(rs, replica, f"could not start a replica process: {reason}")
             return None
+        finally:
+            if replica.output is not None:
+                replica.output.close_writers()  # the process has its own copies: EOF comes when it exits
         replica.process = process
         if replica.state != STARTING:  # called off while the zygote forked it
             await self._terminate(process)
@@ -490,7 +524,7 @@ class Supervisor:
             socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
             confinement=confinement, memory=manifest.resources.memory,
             graceful_shutdown_seconds=self.replica_graceful_shutdown,
-            keep_alive_seconds=self.replica_keep_alive,
+            keep_alive_seconds=self.replica_keep_alive, tag_output=self.logs is not None,
         )
 
     def _on_ready(self, rs: _ReplicaSet, replica: _Replica, report: ReplicaReady, now: float) -> None:
@@ -513,6 +547,7 @@ class Supervisor:
         rs.failures = after_crash(rs.failures, replica.ready_at, self._clock(), self.backoff)
         self._reconcile(rs)
         error = f"replica {replica.replica_id} exited unexpectedly ({await self._exit_reason(rs, process)})"
+        replica.exit_kind = failure_exit(error, rs.manifest.resources.memory, "crash")
         rs.failures = replace(rs.failures, last_error=error)
         log.warning("revision %s: %s", rs.revision, error)
         waiting = error_for_waiters(rs.state(), self._clock())
@@ -526,6 +561,7 @@ class Supervisor:
                 log.exception("on_replica_failed failed for revision %s", rs.revision)
 
     def _start_failed(self, rs: _ReplicaSet, replica: _Replica, error: str) -> None:
+        replica.exit_kind = failure_exit(error, rs.manifest.resources.memory, "start_failure")
         now = self._clock()
         rs.failures = after_start_failure(rs.failures, replica.requested_at, error, now, self.backoff)
         log.warning("revision %s: replica %s failed to start: %s (next attempt in %.1fs)", rs.revision,

@@ -13,7 +13,11 @@ from deploy.local.messages import LaunchMode
 from deploy.local.replica_plan import ReplicaState
 from functions.isolation import Confinement
 
-__all__ = ["ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec"]
+__all__ = ["ExitReason", "ReplicaCounters", "ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec"]
+
+# Why a replica's process ended (or its start never made one): every start ends in exactly one of these.
+ExitReason = Literal["scale_down", "crash", "out_of_memory", "start_failure"]
+EXIT_REASONS: tuple[ExitReason, ...] = ("scale_down", "crash", "out_of_memory", "start_failure")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,23 @@ class ReplicaSetStatus:
     restarts: int
 
 
+@dataclass
+class ReplicaCounters:
+    """One revision's replica starts and exits since the platform started (Prometheus counters).
+
+    `started` counts every start asked for; each ends in one exit reason (`scale_down` includes starts
+    called off and the platform stopping), so `started - sum(exited)` replicas are starting or serving.
+    `restarts` is ReplicaSetStatus.restarts: crashes after ready plus failed starts.
+    """
+
+    started: int = 0
+    exited: dict[ExitReason, int] = field(default_factory=dict)
+    restarts: int = 0
+
+    def count_exit(self, reason: ExitReason) -> None:
+        self.exited[reason] = self.exited.get(reason, 0) + 1
+
+
 @dataclass(frozen=True)
 class ReplicaInfo:
     """One replica, for status pages, tests and the cold-start benchmark.
@@ -48,6 +69,7 @@ class ReplicaInfo:
     socket_path: str
     mode: LaunchMode | Literal[""]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    requested_at: float | None = None  # the supervisor's clock when its start was asked for
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +93,8 @@ class ReplicaSpec:
     graceful_shutdown_seconds: float
     keep_alive_seconds: float
     view: tuple[str, ...] = ()    # spawned replicas only: what their view must reach
+    # stdout and stderr are the log capture's pipes: line-buffered, each line tagged with its request id
+    tag_output: bool = False
 
     def to_json(self) -> bytes:
         return REPLICA_SPEC.dump_json(self)

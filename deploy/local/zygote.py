@@ -7,7 +7,8 @@ Protocol with the supervisor: one SOCK_SEQPACKET socket (fd given with --control
 (deploy.local.messages, JSON) per packet.
   zygote -> supervisor  ZygoteHello {"event": "hello", "pid", "kind", "fork_safe", "threads", "reason",
                                      "import_ms", "warmup_ms", "preimport_errors", "isolation_error"}
-  supervisor -> zygote  ForkRequest {"op": "fork", "replica_id"} + fd [a memfd holding the ReplicaSpec]
+  supervisor -> zygote  ForkRequest {"op": "fork", "replica_id"} + fds [a memfd holding the ReplicaSpec,
+                                     and optionally the replica's stdout and stderr pipes]
   zygote -> supervisor  Forked {"event": "forked", "replica_id", "pid", "has_pidfd"}
                                + fds [pidfd, status pipe read end]
                         ForkFailed {"event": "fork_failed", "replica_id", "error"}
@@ -154,14 +155,15 @@ class Zygote:
             request = FORK_REQUEST.validate_json(data)
         except ValidationError:
             request = None
-        if request is not None and len(fds) == 1:
-            self.fork(request.replica_id, fds[0])
+        if request is not None and len(fds) in (1, 3):
+            self.fork(request.replica_id, fds[0], (fds[1], fds[2]) if len(fds) == 3 else None)
         else:
             print(f"zeroserve zygote: unknown message {data[:200]!r} with {len(fds)} fds", file=sys.stderr,
                   flush=True)
 
-    def fork(self, replica_id: str, spec_fd: int) -> None:
-        """Fork a replica; the child reads its spec from `spec_fd` (closed here by the caller afterwards)."""
+    def fork(self, replica_id: str, spec_fd: int, output: tuple[int, int] | None = None) -> None:
+        """Fork a replica; the child reads its spec from `spec_fd` and writes to `output` (stdout, stderr)
+        when given (all closed here by the caller afterwards)."""
         from deploy.local.replica import StatusReporter, read_spec, run_replica
 
         status_r, status_w = os.pipe()
@@ -176,7 +178,7 @@ class Zygote:
             started = time.monotonic()
             try:
                 os.close(status_r)
-                self.become_replica()
+                self.become_replica(output)
                 try:
                     spec = read_spec(spec_fd)
                 except (OSError, ValueError, TypeError) as exc:
@@ -199,8 +201,16 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
 
-    def become_replica(self) -> None:
-        """In the forked child: drop everything that belongs to the zygote."""
+    def become_replica(self, output: tuple[int, int] | None = None) -> None:
+        """In the forked child: drop everything that belongs to the zygote; write to `output`, if given."""
+        if output is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(output[0], 1)
+            os.dup2(output[1], 2)
+            for fd in output:  # 1 and 2 are the copies it writes to
+                if fd > 2:
+                    os.close(fd)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)

@@ -34,7 +34,8 @@ MB = 1024 * 1024
 def iris_routes(**settings):
     return StaticResolver(
         routes={"iris": {None: "iris-00001", "canary": "iris-00002"}, "canary-x": {None: "canary-x-00001"}},
-        settings={"iris-00001": RevisionSettings(**settings), "iris-00002": RevisionSettings(**settings)},
+        settings={"iris-00001": RevisionSettings(function="iris", **settings),
+                  "iris-00002": RevisionSettings(function="iris", **settings)},
     )
 
 
@@ -73,7 +74,8 @@ def test_requests_at_zero_wait_and_all_succeed_once_a_replica_is_ready(shared_re
             assert stats["iris-00001"].request_count == 200
             assert stats["iris-00001"].average_concurrency > 0
             metrics = generate_latest(activator.metrics_registry).decode()
-            assert 'zeroserve_activator_requests_total{code="200",revision="iris-00001"} 200.0' in metrics
+            assert ('zeroserve_activator_requests_total{code="200",function="iris",revision="iris-00001"} 200.0'
+                    in metrics)
 
     run(scenario())
 
@@ -127,8 +129,9 @@ def test_routing_by_host_and_path_and_named_404s(shared_replicas):
                 ("/fn/blue-iris/", None, "tag 'blue' not found for function 'iris'"),
                 ("/echo", "blue-iris.localhost", "tag 'blue' not found for function 'iris'"),
             ):
-                status, _, body = await get(path, host=host)
-                assert status == 404 and body == {"error": message}
+                status, headers, body = await get(path, host=host)
+                # every answer, an error too, names its request id: in a header and in the body
+                assert status == 404 and body == {"error": message, "request_id": headers["zeroserve-request-id"]}
 
             # a function named exactly `canary-x` exists: no tag lookup for it
             activator.set_endpoints("canary-x-00001", [r1.endpoint])
@@ -204,11 +207,16 @@ def test_queue_full_gives_503_with_retry_after_and_deadline_gives_504():
             assert "iris-00001" in body["error"] and "2 requests waiting" in body["error"]
             for status, headers, body in await asyncio.gather(*waiting):
                 assert status == 504 and headers["zeroserve-revision"] == "iris-00001"
-                assert body == {"error": "revision 'iris-00001' had no free replica within 0.5s"}
+                assert body == {"error": "revision 'iris-00001' had no free replica within 0.5s",
+                                "request_id": headers["zeroserve-request-id"]}
             assert activator.queue_depth("iris-00001") == 0
             metrics = generate_latest(activator.metrics_registry).decode()
-            assert 'code="504",revision="iris-00001"} 2.0' in metrics
-            assert 'code="503",revision="iris-00001"} 1.0' in metrics
+            assert 'code="504",function="iris",revision="iris-00001"} 2.0' in metrics
+            assert 'code="503",function="iris",revision="iris-00001"} 1.0' in metrics
+            assert ('zeroserve_activator_rejected_requests_total{function="iris",reason="timeout",'
+                    'revision="iris-00001"} 2.0') in metrics
+            assert ('zeroserve_activator_rejected_requests_total{function="iris",reason="queue_full",'
+                    'revision="iris-00001"} 1.0') in metrics
 
     run(scenario())
 
@@ -226,7 +234,7 @@ def test_fail_pending_answers_waiters_with_503():
             message = "replica of 'iris-00001' failed to start: exit 3"
             assert activator.fail_pending("iris-00001", message) == 5
             for status, body in await asyncio.gather(*waiting):
-                assert (status, body) == (503, {"error": "replica of 'iris-00001' failed to start: exit 3"})
+                assert (status, body["error"]) == (503, "replica of 'iris-00001' failed to start: exit 3")
 
     run(scenario())
 
@@ -451,12 +459,10 @@ def test_unknown_revision_and_empty_route():
         async with running_activator(resolver) as (_, url), client_session() as client:
             async with client.get(f"{url}/fn/ghost/") as response:
                 assert response.status == 404
-                assert await response.json() == {
-                    "error": "revision 'ghost-00009' of function 'ghost' not found"}
+                assert (await response.json())["error"] == "revision 'ghost-00009' of function 'ghost' not found"
             async with client.get(f"{url}/fn/empty/") as response:
                 assert response.status == 503
-                assert await response.json() == {
-                    "error": "function 'empty' has no revision receiving traffic"}
+                assert (await response.json())["error"] == "function 'empty' has no revision receiving traffic"
             async with client.get(f"{url}/api/v1/functions") as response:
                 assert response.status == 404
                 assert "no function in host or path" in (await response.json())["error"]
@@ -475,7 +481,8 @@ def test_close_answers_waiters_with_503_and_refuses_new_requests():
             waiting = asyncio.create_task(call())
             await wait_for(lambda: activator.queue_depth("iris-00001") == 1)
             await activator.close()
-            assert await waiting == (503, {"error": "the activator is shutting down"})
+            status, body = await waiting
+            assert (status, body["error"]) == (503, "the activator is shutting down")
             async with client.get(f"{url}/fn/iris/echo") as response:
                 assert response.status == 503
 
@@ -556,7 +563,7 @@ def test_replica_dying_mid_response_aborts_only_that_response(replica_pool):
                     await response.content.read()
             await wait_for(lambda: activator.in_flight("iris-00001") == 0, what="request ended")
             metrics = generate_latest(activator.metrics_registry).decode()
-            assert 'code="200",revision="iris-00001"} 1.0' in metrics
+            assert 'code="200",function="iris",revision="iris-00001"} 1.0' in metrics
 
     run(scenario())
 

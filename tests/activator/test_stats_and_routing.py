@@ -135,12 +135,14 @@ def test_metrics_render_counters_gauges_and_histogram():
         counters.count_response(status)
     counters.observe_latency(0.0004)
     counters.observe_latency(0.2)
-    registry = registry_with(ActivatorCollector(lambda: [RevisionGauges("iris-00001", counters, 4, 2)]))
+    registry = registry_with(ActivatorCollector(lambda: [RevisionGauges("iris-00001", counters, 4, 2, "iris")]))
     text = generate_latest(registry).decode()
-    assert 'zeroserve_activator_requests_total{code="200",revision="iris-00001"} 2.0' in text
-    assert 'zeroserve_activator_requests_total{code="503",revision="iris-00001"} 1.0' in text
-    assert 'zeroserve_activator_queue_depth{revision="iris-00001"} 4.0' in text
-    assert 'zeroserve_activator_in_flight{revision="iris-00001"} 2.0' in text
-    assert 'zeroserve_activator_proxy_latency_seconds_bucket{le="0.0005",revision="iris-00001"} 1.0' in text
-    assert 'zeroserve_activator_proxy_latency_seconds_bucket{le="0.25",revision="iris-00001"} 2.0' in text
-    assert 'zeroserve_activator_proxy_latency_seconds_count{revision="iris-00001"} 2.0' in text
+    assert 'zeroserve_activator_requests_total{code="200",function="iris",revision="iris-00001"} 2.0' in text
+    assert 'zeroserve_activator_requests_total{code="503",function="iris",revision="iris-00001"} 1.0' in text
+    assert 'zeroserve_activator_queue_depth{function="iris",revision="iris-00001"} 4.0' in text
+    assert 'zeroserve_activator_in_flight{function="iris",revision="iris-00001"} 2.0' in text
+    assert ('zeroserve_activator_proxy_latency_seconds_bucket{function="iris",le="0.0005",revision="iris-00001"} 1.0'
+            in text)
+    assert ('zeroserve_activator_proxy_latency_seconds_bucket{function="iris",le="0.25",revision="iris-00001"} 2.0'
+            in text)
+    assert 'zeroserve_activator_proxy_latency_seconds_count{function="iris",revision="iris-00001"} 2.0' in text
