@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy.deploy_metrics import DeployMetrics
 from deploy.overrides import DeployRefused, TrafficOverride, apply_traffic_override
 from deploy.path_scrubbing import PathScrubber, scrub_git_export
 from deploy.results import DeployResult, describe_outcome
@@ -92,6 +93,7 @@ class DeployService:
         self._builds_in_flight = 0
         self._pending_gc: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.metrics = DeployMetrics()  # builds and deploys by outcome and duration, for /metrics
 
     # ---------------------------------------------------------------------------------------- deploy
 
@@ -164,26 +166,33 @@ class DeployService:
         from revisions.builder import BuildError
 
         log = BuildLog(on_line=lambda line: sink(clean(line)))
+        started = time.monotonic()
         with self._gc_lock:
             self._builds_in_flight += 1
         try:
             try:
                 built = build(log)
             except BuildError as exc:
-                return self._build_failed(failed_function(), clean(str(exc)), log, clean)
+                self.metrics.build_finished(False, time.monotonic() - started)
+                return self._counted(self._build_failed(failed_function(), clean(str(exc)), log, clean), started)
+            self.metrics.build_finished(True, time.monotonic() - started)
             try:
                 outcome = self._record(built, log, clean, traffic_override, expected_name, traffic_step)
             # TrafficError, DeployRefused or TargetRefused: the deploy cannot apply; TargetError: a target
             # could not make the revision ready or follow the route.
             except (ValueError, TargetError) as exc:
-                return self._refused(built, exc, expected_name or built.name, log, clean)
+                return self._counted(self._refused(built, exc, expected_name or built.name, log, clean), started)
             if outcome.status == "created":
                 self._apply_retention(built.name, log)
-            return DeployResult.from_outcome(outcome, [clean(line) for line in log.lines])
+            return self._counted(DeployResult.from_outcome(outcome, [clean(line) for line in log.lines]), started)
         finally:
             with self._gc_lock:
                 self._builds_in_flight -= 1
                 self._collect_locked()
+
+    def _counted(self, result: DeployResult, started: float) -> DeployResult:
+        self.metrics.deploy_finished(result.status, time.monotonic() - started)
+        return result
 
     def _record(self, built: BuiltFunction, log: BuildLog, clean: Clean, traffic_override: TrafficOverride | None,
                 expected_name: str | None, traffic_step: bool) -> DeployOutcome:
@@ -221,7 +230,7 @@ class DeployService:
         assert self.targets is not None
         targets = self.targets.remote(manifest.targets)
         check_plan(plan, manifest.targets)
-        new = NewRevision(built.name, plan.revision, built.digest, manifest, routed=plan.routed)
+        new = NewRevision(built.name, plan.revision, built.digest, manifest, routed=plan.routed, route=plan.route)
         for target in targets:
             for note in target.check(new):
                 log.info(f"{target.name}: note: {note}")

@@ -1,8 +1,8 @@
 """Deploy targets: where a function's revisions run besides this machine, behind one seam.
 
 function.yaml's `targets` names them. `local` (replicas forked on this machine, deploy/local/) needs
-nothing here: the data plane serves every routed function that lists it. Every other target (`knative`;
-`lambda` next) is a `Target`, and the deploy service and the registry drive all of them the same way:
+nothing here: the data plane serves every routed function that lists it. Every other target (`knative`,
+`lambda`) is a `Target`, and the deploy service and the registry drive all of them the same way:
 
     deploy:   build once -> check (can the target take this function, and is it there?) -> reserve the number
               -> apply_revision (the revision ready on the target, its traffic untouched)
@@ -68,6 +68,9 @@ class NewRevision:
     # The function already has a route on this platform: its traffic must stay as it is until the
     # registry records the revision (only then does the route move).
     routed: bool
+    # The route right after the deploy ('@latest' = this revision): a target whose rules limit routes
+    # (Lambda: two versions per alias) refuses it in `check`, before anything changes.
+    route: tuple[TrafficTarget, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class Targets:
                 check_route_on(target.name, notice.function, notice.targets, notice.latest_ready,
                                notice.revision_targets, notice.function_targets)
                 target.follow_route(notice)
-            except (TargetError, TrafficError) as exc:
+            except (TargetError, TargetRefused, TrafficError) as exc:
                 if notice.reason != "rollout":
                     raise
                 # The rollout moves on locally (it is the registry's schedule); this target catches up.
@@ -190,7 +193,7 @@ class Targets:
         for function, last_error in list(self._unsynced.items()):
             try:
                 registry.refollow(function)
-            except (TargetError, TrafficError) as exc:
+            except (TargetError, TargetRefused, TrafficError) as exc:
                 if str(exc) != last_error:
                     logger.warning("route of %s still not applied: %s", function, exc)
                     self._unsynced[function] = str(exc)

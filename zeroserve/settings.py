@@ -26,10 +26,11 @@ _ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": 
                "queue_limit": "QUEUE_LIMIT", "deploy_branch": "DEPLOY_BRANCH",
                "max_header_bytes": "MAX_HEADER_BYTES", "max_headers": "MAX_HEADERS", "header_timeout": "HEADER_TIMEOUT",
                "keep_alive_timeout": "KEEP_ALIVE_TIMEOUT", "max_connections": "MAX_CONNECTIONS",
-               "run_as": "RUN_AS", "metrics_public": "METRICS_PUBLIC",
+               "run_as": "RUN_AS", "metrics_public": "METRICS_PUBLIC", "access_log": "ACCESS_LOG",
                "kube_context": "KUBE_CONTEXT", "kube_namespace": "KUBE_NAMESPACE", "runtime_image": "RUNTIME_IMAGE",
                "kube_store_secret": "KUBE_STORE_SECRET", "kube_service_account": "KUBE_SERVICE_ACCOUNT",
-               "kube_ready_timeout": "KUBE_READY_TIMEOUT"}
+               "kube_ready_timeout": "KUBE_READY_TIMEOUT", "aws_region": "AWS_REGION", "lambda_role": "LAMBDA_ROLE",
+               "lambda_image": "LAMBDA_IMAGE", "lambda_prefix": "LAMBDA_PREFIX"}
 _LIMITS = ConnectionLimits()  # the defaults of the connection settings
 # A branch name git accepts and a shell or URL cannot misread: no "..", no leading "-" or "/", no ".lock".
 _BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
@@ -39,6 +40,8 @@ _MAX_ID = 4_294_967_294
 # Kubernetes names: a namespace is a DNS-1123 label; Secrets and service accounts DNS-1123 subdomains.
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# What a Lambda function name may start with (Lambda's rule for function names, 64 characters in all).
+_LAMBDA_PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,40}$")
 
 
 class SettingsError(ValueError):
@@ -74,6 +77,8 @@ class Settings(BaseModel):
     run_as: str = "auto"
     # /metrics names every function and revision: it needs the token unless this is set.
     metrics_public: bool = False
+    # One line per function request in the platform's log (revision, status, queue time, duration).
+    access_log: bool = False
     # The Knative target (docs/knative.md): the kubeconfig comes from KUBECONFIG, ~/.kube/config, or the
     # pod's service account; these say which context, where the Services go and what the pods run.
     kube_context: str | None = None  # default: the kubeconfig's current context
@@ -82,6 +87,12 @@ class Settings(BaseModel):
     kube_store_secret: str | None = None  # a Secret with the artifact store's credentials (envFrom)
     kube_service_account: str | None = None  # or: the pods' service account has them (IRSA, workload identity)
     kube_ready_timeout: float = Field(300.0, gt=0, le=3600)  # how long a deploy waits for Knative's Ready
+    # The Lambda target (docs/lambda.md): credentials and AWS_ENDPOINT_URL come from boto3's standard chain;
+    # these say where the functions go and what they run as. Checked in full by the first Lambda deploy.
+    aws_region: str | None = None  # default: AWS_REGION / AWS_DEFAULT_REGION
+    lambda_role: str | None = None  # the execution role's ARN
+    lambda_image: str | None = None  # the runtime image's `lambda` stage in ECR, same region
+    lambda_prefix: str = ""  # prepended to every Lambda function name
 
     @field_validator("kube_namespace")
     @classmethod
@@ -97,7 +108,14 @@ class Settings(BaseModel):
             raise ValueError(f"'{v}' is not a Kubernetes object name (a DNS-1123 subdomain: a-z, 0-9, '-', '.')")
         return v
 
-    @field_validator("runtime_image", "kube_context")
+    @field_validator("lambda_prefix")
+    @classmethod
+    def _lambda_prefix(cls, v: str) -> str:
+        if not _LAMBDA_PREFIX.match(v):
+            raise ValueError(f"'{v}' is not a Lambda function name prefix (up to 40 letters, digits, '-', '_')")
+        return v
+
+    @field_validator("runtime_image", "kube_context", "aws_region", "lambda_role", "lambda_image")
     @classmethod
     def _no_space(cls, v: str | None) -> str | None:
         if v is not None and (not v.strip() or any(c.isspace() for c in v)):

@@ -12,6 +12,8 @@ this package.
   Lambda's rules (at most two versions per alias, 900 s, 128-10,240 MB, ...) are checked here,
   before any call, so a refused change changes nothing.
 - `account`: applying those with boto3 (imported only by whoever talks to AWS: boto3 costs ~0.2 s).
+- `target`: deploy/targets.py's `Target` over the three: what the deploy service and the registry's
+  route observer call (check, publish, follow the route, settle, delete, describe, status).
 - `runtime` and `handler`: the Lambda entry point of the runtime image (Dockerfile, stage `lambda`):
   at init it fetches the revision's artifact by digest, verifies it and loads the model once.
 

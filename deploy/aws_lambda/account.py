@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deploy.aws_lambda.mapping import FUNCTION_TAG, MANAGED_BY, MANAGED_BY_TAG, FunctionSpec
+from deploy.aws_lambda.mapping import ARTIFACT_ENV, FUNCTION_TAG, MANAGED_BY, MANAGED_BY_TAG, FunctionSpec
 from deploy.aws_lambda.routing import (
     INVOKE_STATEMENT,
     LIVE_ALIAS,
@@ -103,13 +103,7 @@ class LambdaAccount:
                  progress: Callable[[str], None] | None = None, conflict_attempts: int = 8,
                  backoff: float = 1.0, max_backoff: float = 20.0, waiter_delay: float = 1.0,
                  waiter_attempts: int = 300, sleep: Callable[[float], None] = time.sleep):
-        if client is None:
-            import boto3  # ~0.2 s: paid only by a platform with a Lambda target
-            from botocore.config import Config
-
-            client = boto3.client("lambda", region_name=region, endpoint_url=endpoint_url, config=Config(
-                connect_timeout=10, read_timeout=60, retries={"mode": "standard", "max_attempts": 5}))
-        self._client = client
+        self._client = client if client is not None else lambda_client(region, endpoint_url)
         self._progress = progress or (lambda line: None)
         self._conflict_attempts = max(1, conflict_attempts)
         self._backoff, self._max_backoff = backoff, max_backoff
@@ -144,6 +138,7 @@ class LambdaAccount:
         """The version holding `spec.revision`: found by its Description, else published once."""
         existing = self.find_version(spec.name, spec.revision)
         if existing is not None:
+            self._check_same_artifact(spec, existing)
             self._progress(f"lambda: {spec.revision} is version {existing} of {spec.name} already")
             return PublishedVersion(spec.revision, existing, published=False)
         self.ensure_function(spec)
@@ -166,6 +161,25 @@ class LambdaAccount:
         self._wait("published_version_active", spec.name, Qualifier=version)
         self._progress(f"lambda: published {spec.revision} as version {version} of {spec.name}")
         return PublishedVersion(spec.revision, version, published=True)
+
+    def _check_same_artifact(self, spec: FunctionSpec, version: str) -> None:
+        """A version found by its description must hold this revision's artifact: a platform that lost its
+        registry numbers revisions from 1 again, and must not route to another platform's iris-00001."""
+        found = self._call("get_function_configuration", spec.name, FunctionName=spec.name, Qualifier=version)
+        held = ((found.get("Environment") or {}).get("Variables") or {}).get(ARTIFACT_ENV)
+        if held != spec.environment.get(ARTIFACT_ENV):
+            raise LambdaError(
+                f"Lambda function '{spec.name}' has a version {version} described as {spec.revision}, but it runs "
+                f"{held or 'no zeroserve artifact'}, not {spec.environment.get(ARTIFACT_ENV)} (a platform whose "
+                "registry was reset?); delete that Lambda function or set a function prefix")
+
+    def owned(self, name: str, function: str) -> bool:
+        """Whether the Lambda function exists; LambdaError when it exists but is not this zeroserve function's."""
+        current = self._get_function(name)
+        if current is None:
+            return False
+        self._check_managed(name, current, function=function)
+        return True
 
     def find_version(self, name: str, revision: str) -> str | None:
         """The version whose Description is `revision` (the lowest, if several were published by hand)."""
@@ -215,6 +229,32 @@ class LambdaAccount:
             self._ensure_permissions(route, spec.name)
         self._ensure_provisioned_concurrency(route)
         self._ensure_reserved_concurrency(route)
+
+    def aliases(self, name: str) -> dict[str, dict[str, Any]]:
+        """The function's aliases by name, as ListAliases answers them (a snapshot for `restore_aliases`)."""
+        return {alias["Name"]: alias for alias in self._paginate("list_aliases", name, "Aliases", FunctionName=name)}
+
+    def restore_aliases(self, name: str, before: dict[str, dict[str, Any]]) -> None:
+        """The platform's aliases back as `before` had them, after a route change that failed halfway (Lambda
+        has no transaction over several aliases). Their URLs and permissions follow at the next route change."""
+        now = self.aliases(name)
+        for alias_name, alias in sorted(now.items()):
+            if alias_name not in before and str(alias.get("Description", "")).startswith(MANAGED_PREFIX):
+                self._delete("delete_function_url_config", name, FunctionName=name, Qualifier=alias_name)
+                self._delete("delete_alias", name, FunctionName=name, Name=alias_name)
+        for alias_name, alias in sorted(before.items()):
+            if not str(alias.get("Description", "")).startswith(MANAGED_PREFIX):
+                continue
+            parameters = {"FunctionName": name, "Name": alias_name, "FunctionVersion": str(alias["FunctionVersion"]),
+                          "Description": alias.get("Description", ""),
+                          "RoutingConfig": {"AdditionalVersionWeights": dict(
+                              (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})}}
+            current = now.get(alias_name)
+            if current is None:
+                self._call("create_alias", name, **parameters)
+            elif _alias_fields(current) != _alias_fields(alias):
+                self._call("update_alias", name, **parameters)
+        self._progress(f"lambda: {name}: aliases restored as they were before the failed change")
 
     def _ensure_alias(self, name: str, spec: AliasSpec, existing: dict[str, Any] | None) -> None:
         parameters = spec.parameters(name)
@@ -437,6 +477,16 @@ class LambdaAccount:
         return mapping.get(method) or "".join(part.capitalize() for part in method.split("_"))
 
 
+def lambda_client(region: str, endpoint_url: str | None = None) -> Any:
+    """A boto3 Lambda client: credentials and AWS_ENDPOINT_URL from boto3's standard chain; thread-safe, so one
+    client serves every call of a platform."""
+    import boto3  # ~0.2 s: paid only by a platform with a Lambda target
+    from botocore.config import Config
+
+    return boto3.client("lambda", region_name=region, endpoint_url=endpoint_url, config=Config(
+        connect_timeout=10, read_timeout=60, retries={"mode": "standard", "max_attempts": 5}))
+
+
 def _configuration_differs(configuration: dict[str, Any], spec: FunctionSpec) -> bool:
     environment = (configuration.get("Environment") or {}).get("Variables") or {}
     command = ((configuration.get("ImageConfigResponse") or {}).get("ImageConfig") or {}).get("Command")
@@ -445,6 +495,12 @@ def _configuration_differs(configuration: dict[str, Any], spec: FunctionSpec) ->
             or configuration.get("MemorySize") != spec.memory_mb or configuration.get("Role") != spec.role
             or configuration.get("Description") != spec.description
             or (command is not None and command != wanted["ImageConfig"]["Command"]))
+
+
+def _alias_fields(alias: dict[str, Any]) -> tuple[str, dict[str, float], str]:
+    weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    return (str(alias.get("FunctionVersion")), {str(k): float(v) for k, v in weights.items()},
+            str(alias.get("Description", "")))
 
 
 def _same_weights(current: dict[str, Any], wanted: dict[str, float]) -> bool:
@@ -481,4 +537,5 @@ def _update_in_progress(message: str) -> bool:
     return "in progress" in text or "cannot be performed at this time" in text
 
 
-__all__ = ["AliasState", "LambdaAccount", "LambdaCallError", "LambdaError", "LambdaState", "PublishedVersion"]
+__all__ = ["AliasState", "LambdaAccount", "LambdaCallError", "LambdaError", "LambdaState", "PublishedVersion",
+           "lambda_client"]

@@ -356,6 +356,22 @@ def test_a_function_zeroserve_did_not_create_is_left_alone(account: LambdaAccoun
     assert aws.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
 
 
+def test_a_version_holding_another_artifact_is_not_taken_for_the_revision(account: LambdaAccount,
+                                                                          settings: LambdaSettings, aws: Any,
+                                                                          recorder: CallRecorder) -> None:
+    # A platform whose registry was reset numbers from iris-00001 again: the version of that description
+    # runs another artifact, and routing to it would serve the wrong model.
+    name = function_name("iris", settings)
+    publish(account, settings, "iris-00001")
+    recorder.clear()
+    other = function_spec(manifest(), "iris-00001", artifact(99), settings)
+    with pytest.raises(LambdaError, match=rf"Lambda function '{name}' has a version 1 described as iris-00001, but "
+                                          rf"it runs {artifact(1)}, not {artifact(99)}"):
+        account.publish_revision(other)
+    assert recorder.writes() == []
+    assert versions(aws, name) == {"1": "iris-00001"}
+
+
 def test_plain_moto_without_provisioned_concurrency_still_takes_a_route(moto_endpoint: str, settings: LambdaSettings,
                                                                         progress: list[str]) -> None:
     # Straight to moto, no proxy: moto has no provisioned-concurrency API. With min_scale 0 there is nothing

@@ -143,15 +143,20 @@ def test_a_flood_of_problems_is_counted_not_listed():
 @pytest.mark.parametrize(
     ("targets", "expected"),
     [
-        (["lambda"], "targets: lambda is not available yet in this version; available: local, knative"),
-        (["local", "knative", "lambda"],
-         "targets: lambda is not available yet in this version; available: local, knative"),
+        (["cloudrun"], "targets.0: must be one of 'local', 'knative' or 'lambda'"),
+        (["local", "knative", "fargate"], "targets.2: must be one of 'local', 'knative' or 'lambda'"),
+        ([], "targets: must name at least one target"),
     ],
 )
-def test_targets_not_built_yet_are_refused_until_they_exist(targets, expected):
+def test_targets_other_than_the_three_are_refused_naming_them(targets, expected):
     with pytest.raises(ManifestError) as info:
         parse_manifest({"name": "a", "model": "m.onnx", "targets": targets})
     assert info.value.problems == [expected]
+
+
+def test_every_target_is_available():
+    manifest = parse_manifest({"name": "a", "model": "m.onnx", "targets": ["local", "knative", "lambda"]})
+    assert manifest.targets == ["local", "knative", "lambda"]
 
 
 def test_local_and_knative_are_the_targets_accepted():

@@ -52,6 +52,8 @@ COVERAGE: dict[str, str] = {
     "zeroserve invoke FN [--data @file.json | --sample] [--tag T] [--protocol v1|v2]":
         "tests/control/test_invoke.py::test_v1_and_v2_and_inline_data",
     "zeroserve init NAME": GIT_PUSH,
+    "zeroserve logs FN [--revision R] [--since 10m] [-f]":
+        "tests/observability/test_observability.py::test_logs_follow_shows_a_line_printed_while_following",
     "zeroserve token create --function F --scope deploy|invoke|read [--expires 30d]":
         "tests/security/test_tokens.py::test_token_cli_create_list_and_refusals",
     "zeroserve status iris": CLI_SESSION,

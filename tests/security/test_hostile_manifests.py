@@ -194,14 +194,14 @@ def test_a_push_naming_another_function_is_refused_before_any_of_its_code_runs(h
     assert [r["name"] for r in hostile_platform.client().revisions("marker-ok")] == ["marker-ok-00001"]
 
 
-# -------------------------------------------------------------------------------- unavailable targets
+# -------------------------------------------------------------------------------- unknown targets
 
 
-@pytest.mark.parametrize("target", ["lambda"])
-def test_targets_not_available_yet_are_refused_with_a_clear_message(hostile_platform, tmp_path, target):
+@pytest.mark.parametrize("target", ["cloudrun"])
+def test_unknown_targets_are_refused_with_a_clear_message(hostile_platform, tmp_path, target):
     directory = function_dir(tmp_path, f"on-{target}", targets=["local", target])
     response = post_deploy(hostile_platform, tar_gz_dir(directory))
     assert response.status_code == 400, response.text[:2000]
     error = response.json()["error"]
-    assert f"targets: {target} is not available yet in this version; available: local, knative" in error
+    assert "targets.1: must be one of 'local', 'knative' or 'lambda'" in error
     assert f"on-{target}" not in [f["name"] for f in hostile_platform.client().list_functions()]

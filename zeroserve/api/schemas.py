@@ -122,11 +122,23 @@ class TargetTraffic(BaseModel):
     url: str | None = Field(description="the tag's own URL on the target")
 
 
+class TargetAlias(BaseModel):
+    """A Lambda alias: `live` (the route) or a tag."""
+
+    name: str
+    version: str = Field(description="its FunctionVersion")
+    revision: str | None = Field(description="the revision that version holds (its Description)")
+    weights: dict[str, float] = Field(description="RoutingConfig.AdditionalVersionWeights: version -> weight")
+    url: str | None = Field(description="the alias' function URL")
+    auth_type: str | None = Field(description="the URL's AuthType: NONE or AWS_IAM")
+
+
 class TargetState(BaseModel):
     """A deploy target's own view of a function (Knative: the Service's Ready condition, URL, tag URLs,
-    latest ready revision, the traffic it serves). `error` when the target could not be asked."""
+    latest ready revision, the traffic it serves; Lambda: versions, aliases and their URLs, State and
+    LastUpdateStatus, concurrency). `error` when the target could not be asked."""
 
-    target: str = Field(description="knative, ...")
+    target: str = Field(description="knative, lambda")
     error: str | None = None
     namespace: str | None = None
     service: str | None = Field(None, description="the target's name for the function")
@@ -138,6 +150,16 @@ class TargetState(BaseModel):
     latest_ready_revision: str | None = None
     latest_created_revision: str | None = None
     traffic: list[TargetTraffic] = Field(default_factory=list, description="the split the target serves now")
+    region: str | None = Field(None, description="Lambda: the functions' region")
+    state: str | None = Field(None, description="Lambda: the function's State (Active, Pending, Failed, ...)")
+    last_update_status: str | None = Field(None, description="Lambda: LastUpdateStatus (Successful, InProgress, "
+                                                             "Failed)")
+    versions: dict[str, str] = Field(default_factory=dict, description="Lambda: published version -> revision")
+    aliases: list[TargetAlias] = Field(default_factory=list, description="Lambda: `live` and one alias per tag")
+    provisioned_concurrency: dict[str, Any] | None = Field(None, description="Lambda: on `live`, as "
+                                                                             "GetProvisionedConcurrencyConfig says")
+    reserved_concurrency: int | None = Field(None, description="Lambda: the function's reserved concurrency")
+    image: str | None = Field(None, description="Lambda: the image $LATEST runs")
 
 
 class FunctionDetail(FunctionView):
@@ -273,12 +295,25 @@ class TargetRevisionScale(BaseModel):
     message: str | None
     desired: int | None
     actual: int | None
+    version: str | None = Field(None, description="Lambda: the published version holding the revision")
+    percent: int | None = Field(None, description="Lambda: its share of alias `live`")
+    tags: list[str] = Field(default_factory=list, description="Lambda: the tag aliases on its version")
 
 
 class TargetScaleStatus(BaseModel):
+    """A target's scale: Knative's per Revision; Lambda's is its own (State, LastUpdateStatus, concurrency)."""
+
     target: str
     error: str | None = Field(None, description="why the target could not be asked")
     revisions: list[TargetRevisionScale] = Field(default_factory=list)
+    service: str | None = Field(None, description="the target's name for the function")
+    state: str | None = Field(None, description="Lambda: the function's State")
+    last_update_status: str | None = Field(None, description="Lambda: LastUpdateStatus")
+    last_update_reason: str | None = Field(None, description="Lambda: LastUpdateStatusReason")
+    provisioned_concurrency: dict[str, Any] | None = Field(
+        None, description="Lambda: on `live`: Requested/Allocated/AvailableProvisionedConcurrentExecutions, Status")
+    reserved_concurrency: int | None = Field(None, description="Lambda: the function's reserved concurrency")
+    notes: list[str] = Field(default_factory=list, description="what the target could not tell")
 
 
 class ScaleStatus(BaseModel):

@@ -1,5 +1,6 @@
 """Scale status per function: what the autoscaler sees and decided, per revision (`zeroserve status`), and
-each other target's scale per revision (Knative: each Revision's desired and actual replicas)."""
+each other target's scale per revision (Knative: each Revision's desired and actual replicas; Lambda: the
+function's State and LastUpdateStatus, provisioned and reserved concurrency, each version's share of `live`)."""
 
 from __future__ import annotations
 

@@ -111,7 +111,8 @@ def events(function: Annotated[str | None, typer.Argument(help="Only this functi
            limit: Annotated[int, typer.Option("--limit", help="How many of the newest events")] = 50,
            server: ServerOption = None, token: TokenOption = None, data: DataOption = None,
            as_json: JsonOption = False) -> None:
-    """Deploys, failed builds, traffic changes, rollouts and deletes, newest last."""
+    """Deploys, failed builds, traffic changes, rollouts, deletes, replica failures and scale changes (with the
+    autoscaler's reason), newest last."""
     with reported_errors(), connect(server, token, data) as client:
         records = client.events(function, limit=limit)
     if as_json:

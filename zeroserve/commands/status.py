@@ -17,7 +17,7 @@ from zeroserve.commands.connection import (
     reported_errors,
 )
 from zeroserve.commands.functions import FunctionArg
-from zeroserve.commands.views import target_scale_table
+from zeroserve.commands.views import lambda_status_lines, target_scale_table
 
 
 def status_table(info: dict[str, Any]) -> Table:
@@ -40,7 +40,7 @@ def status_table(info: dict[str, Any]) -> Table:
 def status(function: FunctionArg, server: ServerOption = None, token: TokenOption = None,
            data: DataOption = None, as_json: JsonOption = False) -> None:
     """Per revision: ready and desired replicas, panic mode, stable/panic load, queue, last decision; and each
-    other target's desired and actual scale (Knative)."""
+    other target's desired and actual scale (Knative), or what Lambda reports (State, concurrency)."""
     with reported_errors(), connect(server, token, data) as client:
         info = client.status(function)
     if as_json:
@@ -55,5 +55,8 @@ def status(function: FunctionArg, server: ServerOption = None, token: TokenOptio
     for target in targets:
         if target.get("error"):
             out.print(f"{target['target']}: cannot tell: {target['error']}", markup=False)
+        elif target.get("target") == "lambda":  # what Lambda reports: it scales by itself, no replica counts
+            for line in lambda_status_lines(target):
+                out.print(line, markup=False)
         else:
             out.print(target_scale_table(target))

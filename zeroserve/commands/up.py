@@ -55,6 +55,10 @@ def up(
                                                         "/metrics without the token (it names every function) "
                                                         "\\[env ZEROSERVE_METRICS_PUBLIC; default private]",
                                                         show_default=False)] = None,
+    access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log", help="Log one line per "
+                                                    "function request: request id, revision, status, queue time, "
+                                                    "duration \\[env ZEROSERVE_ACCESS_LOG; default off]",
+                                                    show_default=False)] = None,
     kube_context: Annotated[str | None, typer.Option("--kube-context", help="Knative target: the kubeconfig "
                                                      "context (kubeconfig from KUBECONFIG or ~/.kube/config, or "
                                                      "the pod's service account) \\[env ZEROSERVE_KUBE_CONTEXT; "
@@ -77,6 +81,18 @@ def up(
                                                              "seconds a deploy waits for the revision to be "
                                                              "Ready \\[env ZEROSERVE_KUBE_READY_TIMEOUT; default "
                                                              "300]", show_default=False)] = None,
+    aws_region: Annotated[str | None, typer.Option("--aws-region", help="Lambda target: the functions' region "
+                                                   "(credentials from boto3's standard chain) \\[env "
+                                                   "ZEROSERVE_AWS_REGION; default AWS_REGION]",
+                                                   show_default=False)] = None,
+    lambda_role: Annotated[str | None, typer.Option("--lambda-role", help="Lambda target: the execution role's "
+                                                    "ARN \\[env ZEROSERVE_LAMBDA_ROLE]", show_default=False)] = None,
+    lambda_image: Annotated[str | None, typer.Option("--lambda-image", help="Lambda target: the runtime image "
+                                                     "(Dockerfile stage lambda) in ECR, same region \\[env "
+                                                     "ZEROSERVE_LAMBDA_IMAGE]", show_default=False)] = None,
+    lambda_prefix: Annotated[str | None, typer.Option("--lambda-prefix", help="Lambda target: prefix of the "
+                                                      "Lambda function names \\[env ZEROSERVE_LAMBDA_PREFIX]",
+                                                      show_default=False)] = None,
 ) -> None:
     """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
     # The platform (pydantic settings, FastAPI, uvicorn, the data plane) is imported only when it runs.
@@ -89,10 +105,12 @@ def up(
                                  queue_limit=queue_limit, max_header_bytes=max_header_bytes,
                                  max_headers=max_headers, header_timeout=header_timeout,
                                  keep_alive_timeout=keep_alive_timeout, max_connections=max_connections,
-                                 run_as=run_as, metrics_public=metrics_public, kube_context=kube_context,
+                                 run_as=run_as, metrics_public=metrics_public, access_log=access_log,
+                                 kube_context=kube_context,
                                  kube_namespace=kube_namespace, runtime_image=runtime_image,
                                  kube_store_secret=kube_store_secret, kube_service_account=kube_service_account,
-                                 kube_ready_timeout=kube_ready_timeout)
+                                 kube_ready_timeout=kube_ready_timeout, aws_region=aws_region,
+                                 lambda_role=lambda_role, lambda_image=lambda_image, lambda_prefix=lambda_prefix)
     except SettingsError as exc:
         fail(str(exc))
     try:

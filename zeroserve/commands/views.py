@@ -65,6 +65,8 @@ def target_state_lines(state: dict[str, Any]) -> list[str]:
     name = state.get("target", "?")
     if state.get("error"):
         return [f"{name}: cannot tell: {state['error']}"]
+    if name == "lambda":
+        return lambda_state_lines(state)
     ready = state.get("ready")
     condition = "Ready" if ready is True else ("not ready" if ready is False else "Ready unknown")
     why = ": ".join(str(state[k]) for k in ("reason", "message") if state.get(k))
@@ -80,6 +82,63 @@ def target_state_lines(state: dict[str, Any]) -> list[str]:
     for tag, url in sorted((state.get("tag_urls") or {}).items()):
         lines.append(f"  tag {tag}: {url}")
     return lines
+
+
+def lambda_state_lines(state: dict[str, Any]) -> list[str]:
+    """Lambda's view (`describe`): State and LastUpdateStatus, the URL of `live`, versions, aliases, concurrency."""
+    where = f"function {state.get('service')}" + (f" in {state['region']}" if state.get("region") else "")
+    if state.get("reason") == "NotFound":
+        return [f"lambda: not there ({state.get('message')})"]
+    lines = [f"lambda: {_lambda_condition(state)}  {where}"]
+    aliases = state.get("aliases") or []
+    live = next((a for a in aliases if a.get("name") == "live"), None)
+    lines.append(f"  url:      {state.get('url') or '-'}" + (f" ({live.get('auth_type')})" if live else ""))
+    served = ", ".join(f"{t.get('revision')}={t.get('percent', 0)}" for t in state.get("traffic", []))
+    lines.append(f"  serving:  {served or '-'}")
+    versions = ", ".join(f"{v}={r}" for v, r in (state.get("versions") or {}).items())
+    lines.append(f"  versions: {versions or '-'}")
+    for alias in sorted(aliases, key=lambda a: (a.get("name") != "live", a.get("name") or "")):  # live first
+        weights = "".join(f", version {v} at {w:.0%}" for v, w in (alias.get("weights") or {}).items())
+        text = f"version {alias.get('version')} ({alias.get('revision') or '?'}){weights}"
+        if alias.get("name") == "live":
+            lines.append(f"  alias live: {text}")
+        else:
+            lines.append(f"  tag {alias.get('name')}: {text}  {alias.get('url') or '-'}")
+    lines.extend(f"  {line}" for line in _lambda_concurrency(state))
+    return lines
+
+
+def lambda_status_lines(target: dict[str, Any]) -> list[str | Table]:
+    """What Lambda reports (`status`) instead of replica counts: State, LastUpdateStatus, concurrency, versions."""
+    lines: list[str | Table] = [f"lambda: function {target.get('service')}: {_lambda_condition(target)}"]
+    if target.get("last_update_reason"):
+        lines.append(f"  last update: {target['last_update_reason']}")
+    lines.extend(f"  {line}" for line in _lambda_concurrency(target))
+    lines.extend(f"  {note}" for note in target.get("notes") or [])
+    table = Table("revision", "version", "traffic (live)", "tags", title="lambda")
+    for rev in target.get("revisions", []):
+        table.add_row(rev["revision"], _count(rev.get("version")), f"{rev.get('percent') or 0}%",
+                      ", ".join(rev.get("tags") or []) or "-")
+    if target.get("revisions"):
+        lines.append(table)
+    return lines
+
+
+def _lambda_condition(state: dict[str, Any]) -> str:
+    return f"State {state.get('state') or 'unknown'}, last update {state.get('last_update_status') or 'unknown'}"
+
+
+def _lambda_concurrency(state: dict[str, Any]) -> list[str]:
+    provisioned = state.get("provisioned_concurrency")
+    if provisioned:
+        first = (f"provisioned concurrency on live: {provisioned.get('Status')} "
+                 f"({provisioned.get('RequestedProvisionedConcurrentExecutions', 0)} requested, "
+                 f"{provisioned.get('AllocatedProvisionedConcurrentExecutions', 0)} allocated, "
+                 f"{provisioned.get('AvailableProvisionedConcurrentExecutions', 0)} available)")
+    else:
+        first = "provisioned concurrency on live: none"
+    reserved = state.get("reserved_concurrency")
+    return [first, f"reserved concurrency: {reserved if reserved is not None else 'none (unreserved)'}"]
 
 
 def target_scale_table(target: dict[str, Any]) -> Table:
