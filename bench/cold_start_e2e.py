@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe_machine  # noqa: E402
-from tests.control.harness import PlatformProcess  # noqa: E402
+from tests.zeroserve.control.harness import PlatformProcess  # noqa: E402
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 

@@ -1,6 +1,6 @@
 """What the Knative target adds to a deploy, and how long `zeroserve export knative FN` takes.
 
-Starts moto's S3 server and the Kubernetes API test server (tests/knative/apiserver.py: the real REST paths,
+Starts moto's S3 server and the Kubernetes API test server (tests/deploy/knative/apiserver.py: the real REST paths,
 schema checks and a reconciler that answers at once) on 127.0.0.1, and one real `zeroserve up` with
 ZEROSERVE_ARTIFACTS=s3://... and KUBECONFIG pointing at the test server. Then, interleaved, deploys a new
 revision of examples/iris with `targets: [local]` and of a copy with `targets: [local, knative]` (same model,
@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe_machine  # noqa: E402
-from tests.control.harness import PlatformProcess, _env, change_model  # noqa: E402
-from tests.knative.apiserver import running_apiserver  # noqa: E402
+from tests.deploy.knative.apiserver import running_apiserver  # noqa: E402
+from tests.zeroserve.control.harness import PlatformProcess, _env, change_model  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 STEP = re.compile(r"\] knative ok \((\d+) ms\)")

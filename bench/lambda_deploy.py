@@ -1,7 +1,7 @@
 """What the Lambda target adds to a deploy, and to a traffic change.
 
 Starts moto's server (IAM, S3, Lambda) on 127.0.0.1 with the proxy the tests put in front of it
-(tests/aws_lambda/lambda_proxy.py: function URLs, policies and provisioned concurrency per alias), and one real
+(tests/deploy/aws_lambda/lambda_proxy.py: function URLs, policies and provisioned concurrency per alias), and one real
 `zeroserve up` with ZEROSERVE_ARTIFACTS=s3://... and AWS_ENDPOINT_URL pointing at the proxy. Then, interleaved,
 deploys a new revision of examples/iris with `targets: [local]` and of a copy with `targets: [local, lambda]`
 (same model, new bytes each round) through the control API, timing each from upload to answer. The difference
@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe_machine  # noqa: E402
-from tests.aws_lambda.lambda_proxy import LambdaProxy  # noqa: E402
-from tests.control.harness import PlatformProcess, change_model  # noqa: E402
+from tests.deploy.aws_lambda.lambda_proxy import LambdaProxy  # noqa: E402
+from tests.zeroserve.control.harness import PlatformProcess, change_model  # noqa: E402
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": REGION}

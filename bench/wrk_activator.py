@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe_machine  # noqa: E402
-from tests.control.harness import PlatformProcess  # noqa: E402
+from tests.zeroserve.control.harness import PlatformProcess  # noqa: E402
 
 IRIS = REPO / "examples" / "iris"
 INFER_PATH = "/v2/models/iris/infer"

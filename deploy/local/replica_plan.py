@@ -4,7 +4,7 @@ The supervisor (`supervisor.py`) is the I/O shell around these rules: it keeps e
 `ReplicaSetState` (its replicas' facts and its `Failures`), asks `plan` what to do whenever the count it
 wants or the replicas it has change, and records what happened with `after_ready`, `after_start_failure`
 and `after_crash`. Every time is passed in (`now`, seconds on the supervisor's monotonic clock), so each
-rule has a row in tests/deploy_local/test_replica_plan.py.
+rule has a row in tests/deploy/local/test_replica_plan.py.
 
 - Scale up: start `desired - live` replicas (live: starting or ready), unless the revision is backing
   off; then plan again at `retry_at`.

@@ -1,7 +1,7 @@
 """Helpers for `zeroserve serve --artifact`: put a function into a store, run the runtime as a real process.
 
 Used by the runtime tests here (conftest's `serve_function` runs `functions.server` with `running` too),
-the runtime image's entrypoint test (tests/knative) and the credential isolation test (tests/security).
+the runtime image's entrypoint test (tests/deploy/knative) and the credential isolation test (tests/security).
 """
 
 from __future__ import annotations

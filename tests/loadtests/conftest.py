@@ -1,4 +1,4 @@
-"""Fixtures: a real `zeroserve up` (tests/control's harness), a slow Python function, the real CLI."""
+"""Fixtures: a real `zeroserve up` (tests/zeroserve/control's harness), a slow Python function, the real CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.control.harness import REPO, PlatformProcess
+from tests.zeroserve.control.harness import REPO, PlatformProcess
 
 # ~20 ms per request, one request at a time per replica: on 2 cores a handful of users is enough for
 # concurrency to build up and the autoscaler to add replicas.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.control.harness import REPO, PlatformProcess
 from tests.loadtests.conftest import cli_env, loadtest_command, sleepy_function
 from tests.polling import wait_for
+from tests.zeroserve.control.harness import REPO, PlatformProcess
 
 WAIT = 30.0
 StartLoadtest = Callable[..., subprocess.Popen[bytes]]

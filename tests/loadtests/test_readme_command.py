@@ -16,9 +16,9 @@ import shlex
 import subprocess
 import sys
 
-from tests.control.harness import PlatformProcess, function_dir
 from tests.loadtests.conftest import cli_env
 from tests.readme.commands import readme_commands
+from tests.zeroserve.control.harness import PlatformProcess, function_dir
 
 README_LOADTEST = "zeroserve loadtest iris --shape spike --users 50 --duration 60s"
 SHORT_DURATION = "5s"

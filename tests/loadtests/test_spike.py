@@ -6,8 +6,8 @@ import csv
 import json
 from pathlib import Path
 
-from tests.control.harness import PlatformProcess
 from tests.loadtests.conftest import run_loadtest, sleepy_function
+from tests.zeroserve.control.harness import PlatformProcess
 
 WINDOW, GRACE = 6.0, 3.0
 # Scale-to-zero needs the stable window to drain and the grace period; the margin is for autoscaler

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.control.harness import REPO, _env, run_cli
-from tests.platform.conftest import FAST_SCALING, Load, Platform, stop_leaving_nothing, wait_for
+from tests.zeroserve.control.harness import REPO, _env, run_cli
+from tests.zeroserve.platform.conftest import FAST_SCALING, Load, Platform, stop_leaving_nothing, wait_for
 
 # Prints one line per request, sleeps `ms`, answers with the request id and traceparent it saw; a negative
 # value crashes the replica (its process exits, as a segfault in a native library would end it).

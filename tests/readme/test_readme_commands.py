@@ -32,25 +32,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.control.harness import IRIS, change_model
-from tests.git.gitrepo import git_env
+from tests.deploy.git.gitrepo import git_env
 from tests.readme.commands import README, REPO, readme_commands
+from tests.zeroserve.control.harness import IRIS, change_model
 
 THIS = "tests/readme/test_readme_commands.py"
 QUICKSTART = f"{THIS}::test_make_run_starts_the_platform_and_the_curl_it_prints_answers"
 CLI_SESSION = f"{THIS}::test_the_quick_start_cli_session"
 GIT_PUSH = f"{THIS}::test_git_push_deploys_and_push_options_set_the_traffic_policy"
 DEVELOPMENT = f"{THIS}::test_the_development_commands_run"
-TRAFFIC_CLI = "tests/control/test_cli.py::test_deploy_redeploy_traffic_tags_and_rollback"
+TRAFFIC_CLI = "tests/zeroserve/control/test_cli.py::test_deploy_redeploy_traffic_tags_and_rollback"
 
 # README command (normalised: no `.venv/bin/`, `zeroserve ` before a bare subcommand) -> the test running it.
 COVERAGE: dict[str, str] = {
     "make run": QUICKSTART,
     "curl -s -d @examples/iris/sample.json http://iris.localhost:8080/v2/models/iris/infer": QUICKSTART,
     "zeroserve invoke iris":
-        "tests/control/test_invoke.py::test_the_readme_command_wakes_a_function_at_zero_and_says_so",
+        "tests/zeroserve/control/test_invoke.py::test_the_readme_command_wakes_a_function_at_zero_and_says_so",
     "zeroserve invoke FN [--data @file.json | --sample] [--tag T] [--protocol v1|v2]":
-        "tests/control/test_invoke.py::test_v1_and_v2_and_inline_data",
+        "tests/zeroserve/control/test_invoke.py::test_v1_and_v2_and_inline_data",
     "zeroserve init NAME": GIT_PUSH,
     "zeroserve logs FN [--revision R] [--since 10m] [-f]":
         "tests/observability/test_observability.py::test_logs_follow_shows_a_line_printed_while_following",
@@ -80,7 +80,7 @@ COVERAGE: dict[str, str] = {
     "python -m pytest tests/autoscaler -q": DEVELOPMENT,
     "python bench/cold_start_e2e.py": DEVELOPMENT,
     "zeroserve export knative FN":
-        "tests/knative/test_platform_knative.py::test_deploy_split_promote_rollback_failed_revision_and_delete",
+        "tests/deploy/knative/test_platform_knative.py::test_deploy_split_promote_rollback_failed_revision_and_delete",
 }
 
 READY_TIMEOUT = 90.0  # under pytest's 120 s, so a hang reports what make run printed

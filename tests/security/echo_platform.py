@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.control.harness import PlatformProcess
 from tests.polling import wait_for
+from tests.zeroserve.control.harness import PlatformProcess
 
 FUNCTION = "echo"
 V2_INFER = f"/fn/{FUNCTION}/v2/models/{FUNCTION}/infer"

@@ -22,8 +22,8 @@ from protocol.inference_errors import InferenceError
 from protocol.tensors import DATATYPES
 from protocol.v1 import decode_predict_request, encode_predict_response
 from protocol.v2_codec import decode_infer_request, encode_infer_response
-from tests.control.harness import PlatformProcess
 from tests.security.echo_platform import V1_PREDICT, V2_INFER, running_echo_platform, strict_json
+from tests.zeroserve.control.harness import PlatformProcess
 
 # Any code point, unpaired surrogates included (json.dumps escapes them as \udXXX).
 texts = st.text(st.characters(codec=None, categories=None, exclude_categories=()), max_size=6)

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from protocol.manifest import FunctionManifest, ManifestError, parse_manifest, parse_manifest_text
-from tests.control.harness import PlatformProcess
-from tests.control.uploads import tar_gz
+from tests.zeroserve.control.harness import PlatformProcess
+from tests.zeroserve.control.uploads import tar_gz
 
 KEYS = ["name", "runtime", "model", "handler", "sample", "batching", "concurrency", "timeout_seconds",
         "scaling", "traffic", "auth", "resources", "env", "targets"]

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from protocol.strict_json import MAX_JSON_DEPTH
-from tests.control.harness import PlatformProcess
 from tests.security.echo_platform import (
     FUNCTION,
     V1_PREDICT,
@@ -28,6 +27,7 @@ from tests.security.echo_platform import (
     strict_json,
     tracebacks,
 )
+from tests.zeroserve.control.harness import PlatformProcess
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from revisions.store import LocalArtifactStore
-from tests.control.harness import PlatformProcess, function_dir
-from tests.control.uploads import tar_gz
-from tests.git.gitrepo import WorkRepo, ls_remote, remote_url
-from tests.manifest.yaml_bombs import alias_bomb
+from tests.deploy.git.gitrepo import WorkRepo, ls_remote, remote_url
+from tests.protocol.manifest.yaml_bombs import alias_bomb
+from tests.zeroserve.control.harness import PlatformProcess, function_dir
+from tests.zeroserve.control.uploads import tar_gz
 
 NDJSON = "application/x-ndjson"
 

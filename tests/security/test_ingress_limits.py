@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.control.harness import REPO, PlatformProcess
 from tests.functions.conftest import serve_function
 from tests.polling import wait_for
+from tests.zeroserve.control.harness import REPO, PlatformProcess
 
 HEADER_TIMEOUT = 1.0
 KEEP_ALIVE_TIMEOUT = 1.0

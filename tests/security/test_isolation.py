@@ -30,9 +30,9 @@ import yaml
 
 from functions.isolation.environment import INHERITED_NAMES, INHERITED_PREFIXES
 from functions.isolation.view import views_available
-from tests.control.harness import IRIS
-from tests.platform.conftest import Platform, pid_alive, stop_leaving_nothing
 from tests.polling import wait_for
+from tests.zeroserve.control.harness import IRIS
+from tests.zeroserve.platform.conftest import Platform, pid_alive, stop_leaving_nothing
 
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0 or not views_available(),

@@ -20,9 +20,9 @@ import pytest
 
 from protocol.tokens import token_hash
 from revisions.archive import pack_function_dir
-from tests.control.harness import REPO, PlatformProcess, _env, change_model, function_dir, run_cli
-from tests.git.gitrepo import WorkRepo, git
+from tests.deploy.git.gitrepo import WorkRepo, git
 from tests.polling import wait_for
+from tests.zeroserve.control.harness import REPO, PlatformProcess, _env, change_model, function_dir, run_cli
 
 IRIS_BODY = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 OK, UNAUTHORIZED, FORBIDDEN = "ok", 401, 403
