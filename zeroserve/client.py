@@ -19,7 +19,7 @@ from urllib.parse import quote
 from zeroserve.datadir import DEFAULT_DATA_DIR, TOKEN_FILE
 
 # httpx and ssl are imported when a client is created, not with this module: `zeroserve --help` and the
-# commands that never call the platform must not pay for them (tests/control/test_cli_imports.py).
+# commands that never call the platform must not pay for them (tests/zeroserve/control/test_cli_imports.py).
 if TYPE_CHECKING:
     import ssl
 
