@@ -1,4 +1,7 @@
-"""Platform settings: one pydantic model, filled from defaults, then `ZEROSERVE_*` environment, then flags.
+"""Platform settings: one pydantic-settings model, filled from defaults, then `ZEROSERVE_*` environment, then flags.
+
+Each field is one setting; its description is its documentation. Its environment variable is `ZEROSERVE_` and the
+field's name in capitals, or the field's validation alias where the two differ (`data_dir` is `ZEROSERVE_DATA`).
 
 The data directory holds everything the platform must not lose: the registry database, the artifact
 store (unless `artifacts` names S3), the API token and scratch space for builds.
@@ -10,27 +13,20 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from functions.connection_limits import ConnectionLimits
 from zeroserve.datadir import DEFAULT_DATA_DIR, TOKEN_FILE
 
 ENV_PREFIX = "ZEROSERVE_"
-# Settings read from the environment, by field name (ZEROSERVE_<NAME>); ZEROSERVE_DATA is the data dir.
-_ENV_FIELDS = {"host": "HOST", "port": "PORT", "data_dir": "DATA", "artifacts": "ARTIFACTS", "domain": "DOMAIN",
-               "keep_unrouted": "KEEP_UNROUTED", "build_workers": "BUILD_WORKERS",
-               "max_upload_bytes": "MAX_UPLOAD_BYTES", "smoke_timeout": "SMOKE_TIMEOUT",
-               "queue_limit": "QUEUE_LIMIT", "deploy_branch": "DEPLOY_BRANCH",
-               "max_header_bytes": "MAX_HEADER_BYTES", "max_headers": "MAX_HEADERS", "header_timeout": "HEADER_TIMEOUT",
-               "keep_alive_timeout": "KEEP_ALIVE_TIMEOUT", "max_connections": "MAX_CONNECTIONS",
-               "run_as": "RUN_AS", "metrics_public": "METRICS_PUBLIC", "access_log": "ACCESS_LOG",
-               "kube_context": "KUBE_CONTEXT", "kube_namespace": "KUBE_NAMESPACE", "runtime_image": "RUNTIME_IMAGE",
-               "kube_store_secret": "KUBE_STORE_SECRET", "kube_service_account": "KUBE_SERVICE_ACCOUNT",
-               "kube_ready_timeout": "KUBE_READY_TIMEOUT", "aws_region": "AWS_REGION", "lambda_role": "LAMBDA_ROLE",
-               "lambda_image": "LAMBDA_IMAGE", "lambda_prefix": "LAMBDA_PREFIX"}
+# Fields the environment does not set: only code passes them (Settings.load(rollout_tick=...)).
+_NOT_FROM_ENVIRONMENT = frozenset({"rollout_tick"})
 _LIMITS = ConnectionLimits()  # the defaults of the connection settings
 # A branch name git accepts and a shell or URL cannot misread: no "..", no leading "-" or "/", no ".lock".
 _BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*/$)(?!.*\.lock$)[A-Za-z0-9._/-]{1,100}$")
@@ -42,57 +38,77 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # What a Lambda function name may start with (Lambda's rule for function names, 64 characters in all).
 _LAMBDA_PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,40}$")
+# The variables Settings() reads: os.environ, or the mapping Settings.load(env=...) was given, for that call only
+# (pydantic-settings' sources are built per instance, with no argument to pass a mapping through).
+_ENVIRONMENT: ContextVar[Mapping[str, str]] = ContextVar("zeroserve_settings_environment", default=os.environ)
 
 
 class SettingsError(ValueError):
     """Settings that break a rule; the message names the setting (and its environment variable)."""
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class Settings(BaseSettings):
+    # No .env file and no secrets directory: defaults <- ZEROSERVE_* variables <- flags, nothing else.
+    # populate_by_name: code and flags pass `data_dir`, the environment ZEROSERVE_DATA (its alias);
+    # loc_by_alias=False: errors name the field, and SettingsError adds the variable.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_assignment=True,
+                                      populate_by_name=True, loc_by_alias=False)
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (the ready line says which)
-    data_dir: Path = DEFAULT_DATA_DIR
-    # None: a local store under data_dir/artifacts; "s3://bucket/prefix": S3.
-    artifacts: str | None = None
-    domain: str = "localhost"
-    keep_unrouted: int = Field(5, ge=0, le=10_000)  # unrouted revisions kept per function
-    build_workers: int = Field(2, ge=1, le=64)
-    max_upload_bytes: int = Field(512 << 20, ge=1)
-    smoke_timeout: float = Field(120.0, gt=0)
-    rollout_tick: float = Field(1.0, gt=0)
-    # Requests the activator holds per revision while no replica is free (Knative's breakerQueueDepth).
-    queue_limit: int = Field(10_000, ge=1, le=1_000_000)
-    # `git push` to this branch of http://HOST/git/<fn>.git deploys; other branches are only stored.
-    deploy_branch: str = "main"
+    host: str = Field("127.0.0.1", description="Address the platform's one port binds to.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port; 0: any free port (the ready line says which).")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, validation_alias="ZEROSERVE_DATA",
+                           description="Data dir: the registry, the artifacts (unless `artifacts` is S3), the token.")
+    artifacts: str | None = Field(None, description="Artifact store: `s3://bucket/prefix`; unset: DATA/artifacts.")
+    domain: str = Field("localhost", description="Domain of function URLs: http://FN.DOMAIN:PORT/.")
+    keep_unrouted: int = Field(5, ge=0, le=10_000, description="Unrouted revisions kept per function.")
+    build_workers: int = Field(2, ge=1, le=64, description="Builds that run at once.")
+    max_upload_bytes: int = Field(512 << 20, ge=1, description="Largest function upload (a deploy's archive).")
+    smoke_timeout: float = Field(120.0, gt=0, description="Seconds a new revision's smoke test may take.")
+    rollout_tick: float = Field(1.0, gt=0, description="Seconds between the steps of gradual rollouts.")
+    queue_limit: int = Field(10_000, ge=1, le=1_000_000, description="Requests the activator holds per revision "
+                             "while no replica is free (Knative's breakerQueueDepth).")
+    deploy_branch: str = Field("main", description="`git push` to this branch of http://HOST/git/<fn>.git "
+                               "deploys; other branches are only stored.")
     # What one client may hold on the port (functions/connection_limits.py says what each means).
-    max_header_bytes: int = Field(_LIMITS.max_header_bytes, ge=1024, le=16 << 20)
-    max_headers: int = Field(_LIMITS.max_headers, ge=1, le=10_000)
-    header_timeout: float = Field(_LIMITS.header_timeout, gt=0, le=3600)
-    keep_alive_timeout: float = Field(_LIMITS.keep_alive_timeout, gt=0, le=3600)
-    max_connections: int = Field(_LIMITS.max_connections, ge=1, le=1_000_000)
-    # Who functions and builds run as when the platform runs as root: "auto" (a user per function),
-    # "UID[:GID]" (that one user for all), or "root" (no isolation between functions and the platform).
-    run_as: str = "auto"
-    # /metrics names every function and revision: it needs the token unless this is set.
-    metrics_public: bool = False
-    # One line per function request in the platform's log (revision, status, queue time, duration).
-    access_log: bool = False
+    max_header_bytes: int = Field(_LIMITS.max_header_bytes, ge=1024, le=16 << 20,
+                                  description="Largest request head (request line + headers); more gets 431.")
+    max_headers: int = Field(_LIMITS.max_headers, ge=1, le=10_000,
+                             description="Most headers in one request; more gets 431.")
+    header_timeout: float = Field(_LIMITS.header_timeout, gt=0, le=3600,
+                                  description="Seconds for a request head to arrive whole, else 408 and close.")
+    keep_alive_timeout: float = Field(_LIMITS.keep_alive_timeout, gt=0, le=3600,
+                                      description="Seconds an idle keep-alive connection stays open.")
+    max_connections: int = Field(_LIMITS.max_connections, ge=1, le=1_000_000,
+                                 description="Open client connections; one more gets 503.")
+    run_as: str = Field("auto", description="Who functions and builds run as when the platform runs as root: "
+                        "`auto` (a user per function), `UID[:GID]` (that one user for all), or `root` (no isolation "
+                        "between functions and the platform).")
+    metrics_public: bool = Field(False, description="Serve /metrics without the token (it names every function "
+                                 "and revision).")
+    access_log: bool = Field(False, description="One line per function request in the platform's log (revision, "
+                             "status, queue time, duration).")
     # The Knative target (docs/knative.md): the kubeconfig comes from KUBECONFIG, ~/.kube/config, or the
     # pod's service account; these say which context, where the Services go and what the pods run.
-    kube_context: str | None = None  # default: the kubeconfig's current context
-    kube_namespace: str = "default"
-    runtime_image: str | None = None  # the runtime image (Dockerfile), pushed where the cluster pulls from
-    kube_store_secret: str | None = None  # a Secret with the artifact store's credentials (envFrom)
-    kube_service_account: str | None = None  # or: the pods' service account has them (IRSA, workload identity)
-    kube_ready_timeout: float = Field(300.0, gt=0, le=3600)  # how long a deploy waits for Knative's Ready
+    kube_context: str | None = Field(None, description="Knative target: the kubeconfig context; unset: the "
+                                     "kubeconfig's current context.")
+    kube_namespace: str = Field("default", description="Knative target: the namespace of the Services.")
+    runtime_image: str | None = Field(None, description="Knative target: the runtime image (Dockerfile), pushed "
+                                      "where the cluster pulls from.")
+    kube_store_secret: str | None = Field(None, description="Knative target: a Secret with the artifact store's "
+                                          "credentials (envFrom).")
+    kube_service_account: str | None = Field(None, description="Knative target: or the pods' service account has "
+                                             "them (IRSA, workload identity).")
+    kube_ready_timeout: float = Field(300.0, gt=0, le=3600, description="Knative target: seconds a deploy waits "
+                                      "for the revision to be Ready.")
     # The Lambda target (docs/lambda.md): credentials and AWS_ENDPOINT_URL come from boto3's standard chain;
     # these say where the functions go and what they run as. Checked in full by the first Lambda deploy.
-    aws_region: str | None = None  # default: AWS_REGION / AWS_DEFAULT_REGION
-    lambda_role: str | None = None  # the execution role's ARN
-    lambda_image: str | None = None  # the runtime image's `lambda` stage in ECR, same region
-    lambda_prefix: str = ""  # prepended to every Lambda function name
+    # aws_region unset: zeroserve/up.py's lambda_target falls back to AWS_REGION, then AWS_DEFAULT_REGION.
+    aws_region: str | None = Field(None, description="Lambda target: the functions' region; unset: AWS_REGION, "
+                                   "then AWS_DEFAULT_REGION.")
+    lambda_role: str | None = Field(None, description="Lambda target: the execution role's ARN.")
+    lambda_image: str | None = Field(None, description="Lambda target: the runtime image's `lambda` stage in ECR, "
+                                     "same region.")
+    lambda_prefix: str = Field("", description="Lambda target: prepended to every Lambda function name.")
 
     @field_validator("kube_namespace")
     @classmethod
@@ -138,24 +154,29 @@ class Settings(BaseModel):
         return v
 
     @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init arguments) over the environment; the defaults come last on their own.
+        return init_settings, _Environment(settings_cls, _ENVIRONMENT.get())
+
+    @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults <- environment <- explicit overrides (flags); None overrides are ignored."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, suffix in _ENV_FIELDS.items():
-            raw = env.get(ENV_PREFIX + suffix)
-            if raw not in (None, ""):
-                values[name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        """Defaults <- environment (os.environ, or `env`) <- explicit overrides (flags); None overrides are ignored."""
+        reading = _ENVIRONMENT.set(os.environ if env is None else env)
         try:
-            return cls.model_validate(values)
+            return cls(**{name: value for name, value in overrides.items() if value is not None})
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
                 name = ".".join(str(p) for p in error["loc"])
-                env_name = f" ({ENV_PREFIX}{_ENV_FIELDS[name]})" if name in _ENV_FIELDS else ""
-                problems.append(f"{name}{env_name}: {error['msg']}")
+                variable = environment_variable(name)
+                problems.append(f"{name}{f' ({variable})' if variable else ''}: {error['msg']}")
             raise SettingsError("settings: " + "; ".join(problems)) from None
+        finally:
+            _ENVIRONMENT.reset(reading)
 
     @property
     def connection_limits(self) -> ConnectionLimits:
@@ -185,6 +206,43 @@ class Settings(BaseModel):
     def scratch_dir(self) -> Path:
         """Uploads and builds in progress; emptied at start (a killed build leaves its files here)."""
         return self.data_dir / "tmp"
+
+
+def environment_variable(name: str) -> str | None:
+    """The variable that sets field `name`: its validation alias, else ZEROSERVE_<NAME>; None: no variable does."""
+    field = Settings.model_fields.get(name)
+    if field is None or name in _NOT_FROM_ENVIRONMENT:
+        return None
+    return field.validation_alias if isinstance(field.validation_alias, str) else ENV_PREFIX + name.upper()
+
+
+def environment_variables() -> dict[str, str]:
+    """Every setting the environment can set: field name -> its ZEROSERVE_* variable."""
+    return {name: variable for name in Settings.model_fields if (variable := environment_variable(name))}
+
+
+class _Environment(PydanticBaseSettingsSource):
+    """The ZEROSERVE_* variables of one mapping, each read under exactly the name environment_variable() gives.
+
+    Not pydantic-settings' EnvSettingsSource: that one reads only os.environ, matches names in any case and, for a
+    field with an alias, reads the field's own name too (ZEROSERVE_DATA_DIR); here a variable has one spelling.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = environment_variable(field_name)
+        return (self.environ.get(variable) if variable else None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value:  # unset and empty are the same: the default (or the flag) stands
+                values[key] = value
+        return values
 
 
 def ensure_token(data_dir: Path) -> str:
