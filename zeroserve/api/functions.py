@@ -56,6 +56,24 @@ def function_urls(ctx: ControlContext, record: FunctionRecord) -> dict[str, Any]
     return ctx.function_urls(record.name, tags)
 
 
+async def _deploy_upload(ctx: ControlContext, request: Request) -> Response:
+    """Unpack the uploaded directory into scratch, then build it: one JSON answer, or the log as NDJSON."""
+    workdir = Path(tempfile.mkdtemp(prefix="upload-", dir=_scratch(ctx)))
+    try:
+        source = await _receive_function_dir(ctx, request, workdir)
+        check_upload(request, source)  # a scoped token deploys only the functions it names (403)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
+    try:
+        result = await ctx.deployer.deploy_dir(source)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return JSONResponse({**result.to_json(), "log": result.log}, status_code=deploy_status(result))
+
+
 def build_router(ctx: ControlContext) -> APIRouter:
     router = APIRouter(tags=["functions"], route_class=StrictJsonRoute)
     registry, deployer = ctx.registry, ctx.deployer
@@ -72,21 +90,7 @@ def build_router(ctx: ControlContext) -> APIRouter:
                                       "`{\"type\": \"log\", \"line\"}` lines and a final "
                                       "`{\"type\": \"result\"}`.")
     async def deploy(request: Request) -> Response:
-        workdir = Path(tempfile.mkdtemp(prefix="upload-", dir=_scratch(ctx)))
-        try:
-            source = await _receive_function_dir(ctx, request, workdir)
-            check_upload(request, source)  # a scoped token deploys only the functions it names (403)
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
-        stream = NDJSON in request.headers.get("accept", "")
-        if not stream:
-            try:
-                result = await deployer.deploy_dir(source)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            return JSONResponse({**result.to_json(), "log": result.log}, status_code=deploy_status(result))
-        return StreamingResponse(_deploy_stream(ctx, source, workdir), media_type=NDJSON)
+        return await _deploy_upload(ctx, request)
 
     @router.get("/functions/{function}", summary="Describe a function: route, URLs, revisions, each target's state")
     async def describe(function: FunctionName) -> FunctionDetail:

@@ -2,115 +2,74 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
 from zeroserve.commands.connection import fail
+from zeroserve.commands.up_flags import (
+    AccessLogFlag,
+    ArtifactsFlag,
+    AwsRegionFlag,
+    DataFlag,
+    DeployBranchFlag,
+    DomainFlag,
+    HeaderTimeoutFlag,
+    HostFlag,
+    KeepAliveTimeoutFlag,
+    KeepUnroutedFlag,
+    KubeContextFlag,
+    KubeNamespaceFlag,
+    KubeReadyTimeoutFlag,
+    KubeServiceAccountFlag,
+    KubeStoreSecretFlag,
+    LambdaImageFlag,
+    LambdaPrefixFlag,
+    LambdaRoleFlag,
+    MaxConnectionsFlag,
+    MaxHeaderBytesFlag,
+    MaxHeadersFlag,
+    MetricsPublicFlag,
+    PortFlag,
+    QueueLimitFlag,
+    RunAsFlag,
+    RuntimeImageFlag,
+)
 
 
 def up(
-    port: Annotated[int | None, typer.Option("--port", help="TCP port (0: any free port) [default 8080]",
-                                             show_default=False)] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Address to bind [default 127.0.0.1]",
-                                             show_default=False)] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Data dir: registry, artifacts, token "
-                                              "[env ZEROSERVE_DATA; default ./.zeroserve]", show_default=False)] = None,
-    artifacts: Annotated[str | None, typer.Option("--artifacts", help="Artifact store: s3://bucket/prefix "
-                                                  "[default DATA/artifacts]", show_default=False)] = None,
-    domain: Annotated[str | None, typer.Option("--domain", help="Domain of function URLs [default localhost]",
-                                               show_default=False)] = None,
-    keep_unrouted: Annotated[int | None, typer.Option("--keep-unrouted", help="Unrouted revisions kept per "
-                                                      "function [default 5]", show_default=False)] = None,
-    deploy_branch: Annotated[str | None, typer.Option("--deploy-branch", help="Branch whose pushes deploy "
-                                                      "[env ZEROSERVE_DEPLOY_BRANCH; default main]",
-                                                      show_default=False)] = None,
-    queue_limit: Annotated[int | None, typer.Option("--queue-limit", help="Requests held per revision while "
-                                                    "no replica is free [env ZEROSERVE_QUEUE_LIMIT; default "
-                                                    "10000]", show_default=False)] = None,
-    max_header_bytes: Annotated[int | None, typer.Option("--max-header-bytes", help="Largest request head "
-                                                         "(request line + headers); more gets 431 \\[env "
-                                                         "ZEROSERVE_MAX_HEADER_BYTES; default 65536]",
-                                                         show_default=False)] = None,
-    max_headers: Annotated[int | None, typer.Option("--max-headers", help="Most headers in one request; more "
-                                                    "gets 431 \\[env ZEROSERVE_MAX_HEADERS; default 100]",
-                                                    show_default=False)] = None,
-    header_timeout: Annotated[float | None, typer.Option("--header-timeout", help="Seconds for a request head "
-                                                         "to arrive whole, else 408 and close \\[env "
-                                                         "ZEROSERVE_HEADER_TIMEOUT; default 10]",
-                                                         show_default=False)] = None,
-    keep_alive_timeout: Annotated[float | None, typer.Option("--keep-alive-timeout", help="Seconds an idle "
-                                                             "keep-alive connection stays open \\[env "
-                                                             "ZEROSERVE_KEEP_ALIVE_TIMEOUT; default 5]",
-                                                             show_default=False)] = None,
-    max_connections: Annotated[int | None, typer.Option("--max-connections", help="Open client connections; "
-                                                        "one more gets 503 \\[env ZEROSERVE_MAX_CONNECTIONS; "
-                                                        "default 1000]", show_default=False)] = None,
-    run_as: Annotated[str | None, typer.Option("--run-as", help="When zeroserve runs as root, who functions and "
-                                               "builds run as: auto (a user per function), UID\\[:GID] (one "
-                                               "user for all) or root (no isolation) \\[env ZEROSERVE_RUN_AS; "
-                                               "default auto]", show_default=False)] = None,
-    metrics_public: Annotated[bool | None, typer.Option("--metrics-public/--metrics-private", help="Serve "
-                                                        "/metrics without the token (it names every function) "
-                                                        "\\[env ZEROSERVE_METRICS_PUBLIC; default private]",
-                                                        show_default=False)] = None,
-    access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log", help="Log one line per "
-                                                    "function request: request id, revision, status, queue time, "
-                                                    "duration \\[env ZEROSERVE_ACCESS_LOG; default off]",
-                                                    show_default=False)] = None,
-    kube_context: Annotated[str | None, typer.Option("--kube-context", help="Knative target: the kubeconfig "
-                                                     "context (kubeconfig from KUBECONFIG or ~/.kube/config, or "
-                                                     "the pod's service account) \\[env ZEROSERVE_KUBE_CONTEXT; "
-                                                     "default: the current context]", show_default=False)] = None,
-    kube_namespace: Annotated[str | None, typer.Option("--kube-namespace", help="Knative target: namespace of "
-                                                       "the Services \\[env ZEROSERVE_KUBE_NAMESPACE; default "
-                                                       "default]", show_default=False)] = None,
-    runtime_image: Annotated[str | None, typer.Option("--runtime-image", help="Knative target: the runtime image "
-                                                      "the pods run (docker build of the Dockerfile) \\[env "
-                                                      "ZEROSERVE_RUNTIME_IMAGE]", show_default=False)] = None,
-    kube_store_secret: Annotated[str | None, typer.Option("--kube-store-secret", help="Knative target: the "
-                                                          "Secret holding the artifact store's credentials "
-                                                          "\\[env ZEROSERVE_KUBE_STORE_SECRET]",
-                                                          show_default=False)] = None,
-    kube_service_account: Annotated[str | None, typer.Option("--kube-service-account", help="Knative target: "
-                                                             "the pods' service account (instead of a Secret) "
-                                                             "\\[env ZEROSERVE_KUBE_SERVICE_ACCOUNT]",
-                                                             show_default=False)] = None,
-    kube_ready_timeout: Annotated[float | None, typer.Option("--kube-ready-timeout", help="Knative target: "
-                                                             "seconds a deploy waits for the revision to be "
-                                                             "Ready \\[env ZEROSERVE_KUBE_READY_TIMEOUT; default "
-                                                             "300]", show_default=False)] = None,
-    aws_region: Annotated[str | None, typer.Option("--aws-region", help="Lambda target: the functions' region "
-                                                   "(credentials from boto3's standard chain) \\[env "
-                                                   "ZEROSERVE_AWS_REGION; default AWS_REGION]",
-                                                   show_default=False)] = None,
-    lambda_role: Annotated[str | None, typer.Option("--lambda-role", help="Lambda target: the execution role's "
-                                                    "ARN \\[env ZEROSERVE_LAMBDA_ROLE]", show_default=False)] = None,
-    lambda_image: Annotated[str | None, typer.Option("--lambda-image", help="Lambda target: the runtime image "
-                                                     "(Dockerfile stage lambda) in ECR, same region \\[env "
-                                                     "ZEROSERVE_LAMBDA_IMAGE]", show_default=False)] = None,
-    lambda_prefix: Annotated[str | None, typer.Option("--lambda-prefix", help="Lambda target: prefix of the "
-                                                      "Lambda function names \\[env ZEROSERVE_LAMBDA_PREFIX]",
-                                                      show_default=False)] = None,
+    port: PortFlag = None,
+    host: HostFlag = None,
+    data: DataFlag = None,
+    artifacts: ArtifactsFlag = None,
+    domain: DomainFlag = None,
+    keep_unrouted: KeepUnroutedFlag = None,
+    deploy_branch: DeployBranchFlag = None,
+    queue_limit: QueueLimitFlag = None,
+    max_header_bytes: MaxHeaderBytesFlag = None,
+    max_headers: MaxHeadersFlag = None,
+    header_timeout: HeaderTimeoutFlag = None,
+    keep_alive_timeout: KeepAliveTimeoutFlag = None,
+    max_connections: MaxConnectionsFlag = None,
+    run_as: RunAsFlag = None,
+    metrics_public: MetricsPublicFlag = None,
+    access_log: AccessLogFlag = None,
+    kube_context: KubeContextFlag = None,
+    kube_namespace: KubeNamespaceFlag = None,
+    runtime_image: RuntimeImageFlag = None,
+    kube_store_secret: KubeStoreSecretFlag = None,
+    kube_service_account: KubeServiceAccountFlag = None,
+    kube_ready_timeout: KubeReadyTimeoutFlag = None,
+    aws_region: AwsRegionFlag = None,
+    lambda_role: LambdaRoleFlag = None,
+    lambda_image: LambdaImageFlag = None,
+    lambda_prefix: LambdaPrefixFlag = None,
 ) -> None:
     """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
+    flags = dict(locals())  # every flag under its setting's name; only --data is named differently
+    flags["data_dir"] = flags.pop("data")
     # The platform (pydantic settings, FastAPI, uvicorn, the data plane) is imported only when it runs.
     from zeroserve.settings import Settings, SettingsError
     from zeroserve.up import run_platform
 
     try:
-        settings = Settings.load(port=port, host=host, data_dir=data, artifacts=artifacts, domain=domain,
-                                 keep_unrouted=keep_unrouted, deploy_branch=deploy_branch,
-                                 queue_limit=queue_limit, max_header_bytes=max_header_bytes,
-                                 max_headers=max_headers, header_timeout=header_timeout,
-                                 keep_alive_timeout=keep_alive_timeout, max_connections=max_connections,
-                                 run_as=run_as, metrics_public=metrics_public, access_log=access_log,
-                                 kube_context=kube_context,
-                                 kube_namespace=kube_namespace, runtime_image=runtime_image,
-                                 kube_store_secret=kube_store_secret, kube_service_account=kube_service_account,
-                                 kube_ready_timeout=kube_ready_timeout, aws_region=aws_region,
-                                 lambda_role=lambda_role, lambda_image=lambda_image, lambda_prefix=lambda_prefix)
+        settings = Settings.load(**flags)
     except SettingsError as exc:
         fail(str(exc))
     try:
