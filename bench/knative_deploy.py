@@ -29,40 +29,16 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.deploy_timing import function_copy, median_ms, timed_deploy  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 from tests.deploy.knative.apiserver import running_apiserver  # noqa: E402
 from tests.zeroserve.control.harness import PlatformProcess, _env, change_model  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 STEP = re.compile(r"\] knative ok \((\d+) ms\)")
-
-
-def function_copy(work: Path, name: str, targets: list[str]) -> Path:
-    dest = work / name
-    shutil.copytree(REPO / "examples" / "iris", dest, ignore=shutil.ignore_patterns("make_model.py", "__pycache__"))
-    manifest = yaml.safe_load((dest / "function.yaml").read_text())
-    manifest.update(name=name, targets=targets)
-    (dest / "function.yaml").write_text(yaml.safe_dump(manifest))
-    return dest
-
-
-def timed_deploy(platform: PlatformProcess, directory: Path) -> tuple[float, list[str]]:
-    lines: list[str] = []
-    with platform.client() as client:
-        started = time.perf_counter()
-        result = client.deploy(directory, on_line=lines.append)
-        elapsed = time.perf_counter() - started
-    assert result["status"] == "created", result
-    return elapsed, lines
-
-
-def median_ms(values: list[float]) -> str:
-    return f"{statistics.median(values) * 1000:.0f} ms"
 
 
 def main() -> None:

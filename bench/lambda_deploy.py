@@ -30,11 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.deploy_timing import function_copy, median_ms, timed_deploy  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 from tests.deploy.aws_lambda.lambda_proxy import LambdaProxy  # noqa: E402
 from tests.zeroserve.control.harness import PlatformProcess, change_model  # noqa: E402
@@ -45,29 +44,6 @@ IMAGE = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/zeroserve:bench"
 ASSUME_ROLE = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 STEP = re.compile(r"\] lambda ok \((\d+) ms\)")
-
-
-def function_copy(work: Path, name: str, targets: list[str]) -> Path:
-    dest = work / name
-    shutil.copytree(REPO / "examples" / "iris", dest, ignore=shutil.ignore_patterns("make_model.py", "__pycache__"))
-    manifest = yaml.safe_load((dest / "function.yaml").read_text())
-    manifest.update(name=name, targets=targets)
-    (dest / "function.yaml").write_text(yaml.safe_dump(manifest))
-    return dest
-
-
-def timed_deploy(platform: PlatformProcess, directory: Path) -> tuple[float, list[str]]:
-    lines: list[str] = []
-    with platform.client() as client:
-        started = time.perf_counter()
-        result = client.deploy(directory, on_line=lines.append)
-        elapsed = time.perf_counter() - started
-    assert result["status"] == "created", result
-    return elapsed, lines
-
-
-def median_ms(values: list[float]) -> str:
-    return f"{statistics.median(values) * 1000:.0f} ms"
 
 
 def main() -> None:

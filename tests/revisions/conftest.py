@@ -7,6 +7,7 @@ Nothing here is autouse: other tests in this directory (registry, traffic) are n
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,7 @@ def moto_endpoint() -> Iterator[str]:
     """moto's S3 server on a free port of 127.0.0.1, over real HTTP, for the whole session."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

@@ -6,7 +6,6 @@ AWS calls a client makes (botocore's own event hook: the calls still go over HTT
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,26 +16,14 @@ import pytest
 from deploy.aws_lambda.account import LambdaAccount
 from deploy.aws_lambda.mapping import LambdaSettings
 from tests.deploy.aws_lambda.lambda_proxy import LambdaProxy
+from tests.revisions import conftest as revisions_conftest
 
+moto_endpoint = revisions_conftest.moto_endpoint  # the session fixture: moto's server on 127.0.0.1
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing-secret"}
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/zeroserve:0.1.0"
 ASSUME_ROLE = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def aws_client(service: str, endpoint: str) -> Any:
