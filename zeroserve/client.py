@@ -198,7 +198,7 @@ class ControlClient:
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach the platform at {self.server}: {exc}") from None
         if response.status_code >= 400:
-            raise ApiError(response.status_code, _error_message(response))
+            raise ApiError(response.status_code, error_message(response))
         return response.json()
 
     def _call_stream(self, method: str, path: str, *, timeout: float | None, what: str = "the deploy",
@@ -227,7 +227,7 @@ class _LineStream:
             raise ApiError(0, f"cannot reach the platform at {self._client.server}: {exc}") from None
         if response.status_code >= 400:
             response.read()
-            message = _error_message(response)
+            message = error_message(response)
             self._context.__exit__(None, None, None)
             raise ApiError(response.status_code, message)
         return self._lines(response)
@@ -261,7 +261,8 @@ def _tls_verification(server: str) -> ssl.SSLContext | bool:
     return True
 
 
-def _error_message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
+    """What an error answer says: its `{"error": ...}` message, else the status and the start of the body."""
     try:
         body = response.json()
     except ValueError:

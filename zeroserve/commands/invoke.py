@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from zeroserve.client import _tls_verification, resolve_server, resolve_token
+from zeroserve.client import _tls_verification, error_message, resolve_server, resolve_token
 from zeroserve.commands.connection import JsonOption, ServerOption, TokenOption, console, fail, print_json
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _sample(http: httpx.Client, base: str, function: str) -> tuple[dict[str, Any
     response = http.get(f"{base}/v2/models/{function}")
     if response.status_code != 200:
         fail(f"function '{function}': no sample here (no ./function.yaml naming it) and its metadata answered "
-             f"HTTP {response.status_code}: {_error_text(response)}; pass --data @request.json")
+             f"HTTP {response.status_code}: {error_message(response)}; pass --data @request.json")
     try:
         request = zeros_request(response.json(), function)
     except ValueError as exc:
@@ -239,7 +239,7 @@ def _report(response: httpx.Response, function: str, protocol: Protocol, elapsed
     line = f"{revision or '(no revision)'} answered HTTP {response.status_code} in {elapsed * 1000:.1f} ms ({start})"
     if response.status_code >= 400:
         console(stderr=True).print(line, markup=False)
-        fail(_error_text(response))
+        fail(error_message(response))
     out = console()
     out.print(line, markup=False)
     outputs = body.get("outputs") if isinstance(body, dict) else None
@@ -266,13 +266,3 @@ def outputs_table(outputs: list[Any]) -> Any:
 
 def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)[:40]
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "error" in body:
-        return str(body["error"])
-    return f"HTTP {response.status_code}: {response.text[:200]}"
