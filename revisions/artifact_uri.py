@@ -97,6 +97,19 @@ def format_artifact_uri(store: str, digest: str) -> str:
     return str(ArtifactURI(normalise_store(store), digest))
 
 
+def remote_artifact_uri(store: str | None, digest: str, *, target: str, reached_by: str, hint: str) -> str:
+    """The artifact URI for a target outside this machine (Knative, Lambda), which can fetch only from S3.
+
+    The message names the target, who must reach the store and where to read more (`hint`).
+    """
+    if not store or not store.startswith("s3://"):
+        where = "the local artifact store" if not store else f"the artifact store '{store}'"
+        raise ArtifactURIError(
+            f"the {target} target needs an artifact store {reached_by} can reach, not {where}: start the platform "
+            f"with ZEROSERVE_ARTIFACTS=s3://bucket/prefix ({hint})")
+    return format_artifact_uri(store, digest)
+
+
 def parse_artifact_uri(text: str) -> ArtifactURI:
     """'STORE@sha256:<hex>' -> ArtifactURI; anything else raises ArtifactURIError saying what is wrong."""
     if not isinstance(text, str) or not text.strip():

@@ -26,7 +26,7 @@ from typing import Any
 
 from protocol.durations import format_duration
 from protocol.manifest import Batching, FunctionManifest, Resources, Scaling
-from revisions.artifact_uri import ArtifactURIError, format_artifact_uri, parse_artifact_uri
+from revisions.artifact_uri import ArtifactURIError, parse_artifact_uri, remote_artifact_uri
 
 ARTIFACT_ENV = "ZEROSERVE_ARTIFACT"
 REVISION_ENV = "ZEROSERVE_REVISION"
@@ -126,13 +126,9 @@ def function_name(function: str, settings: LambdaSettings) -> str:
 
 def lambda_artifact_uri(store: str | None, digest: str) -> str:
     """The ZEROSERVE_ARTIFACT for a revision, refusing stores Lambda cannot reach (anything but s3://)."""
-    if not store or not store.startswith("s3://"):
-        where = "the local artifact store" if not store else f"the artifact store '{store}'"
-        raise LambdaMappingError(
-            f"the Lambda target needs an artifact store the functions can reach, not {where}: start the platform "
-            "with ZEROSERVE_ARTIFACTS=s3://bucket/prefix (see docs/lambda.md)")
     try:
-        return format_artifact_uri(store, digest)
+        return remote_artifact_uri(store, digest, target="Lambda", reached_by="the functions",
+                                   hint="see docs/lambda.md")
     except ArtifactURIError as exc:
         raise LambdaMappingError(str(exc)) from None
 

@@ -34,7 +34,7 @@ from typing import Any
 from autoscaler.config import resolve_metric_target
 from protocol.durations import format_duration
 from protocol.manifest import FunctionManifest, Scaling
-from revisions.artifact_uri import ArtifactURIError, format_artifact_uri, parse_artifact_uri
+from revisions.artifact_uri import ArtifactURIError, parse_artifact_uri, remote_artifact_uri
 from revisions.traffic import TrafficTarget, freeze_latest
 
 API_VERSION = "serving.knative.dev/v1"
@@ -153,13 +153,9 @@ def knative_service(manifest: FunctionManifest, revision: str, artifact_uri: str
 
 def cluster_artifact_uri(store: str | None, digest: str) -> str:
     """The ZEROSERVE_ARTIFACT for a revision, refusing stores a cluster cannot reach (anything but s3://)."""
-    if not store or not store.startswith("s3://"):
-        where = "the local artifact store" if not store else f"the artifact store '{store}'"
-        raise KnativeTranslationError(
-            f"the Knative target needs an artifact store the cluster can reach, not {where}: start the platform "
-            "with ZEROSERVE_ARTIFACTS=s3://bucket/prefix (any S3-compatible store; see docs/knative.md)")
     try:
-        return format_artifact_uri(store, digest)
+        return remote_artifact_uri(store, digest, target="Knative", reached_by="the cluster",
+                                   hint="any S3-compatible store; see docs/knative.md")
     except ArtifactURIError as exc:
         raise KnativeTranslationError(str(exc)) from None
 
