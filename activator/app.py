@@ -33,7 +33,7 @@ from activator.proxy import (
 from activator.routing import RouteError, resolve_label, target_of
 from activator.stats import ConcurrencyMeter
 from activator.throttler import ReplicaTracker, RevisionThrottler
-from activator.tracing import RequestTrace, log_access
+from activator.tracing import RequestTrace, SpanRecorder, log_access
 from protocol.asgi import Receive, Scope, Send, send_json_error, serve_lifespan
 
 log = logging.getLogger("zeroserve.activator")
@@ -72,6 +72,7 @@ class Activator:
         check_caller: CallerChecker | None = None,
         on_cold_start: Callable[[str, str, float, float], None] | None = None,
         access_log: bool = False,
+        export_span: SpanRecorder | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ):
@@ -83,6 +84,9 @@ class Activator:
         self._on_cold_start = on_cold_start
         # One line per request on the "zeroserve.access" logger (activator.tracing.log_access).
         self._access_log = access_log
+        # Each finished request as a span, for OpenTelemetry (activator.otel_export); None: no export.
+        self._export_span = export_span
+        self._timed = access_log or export_span is not None  # requests take their times only when someone reads them
         # Who may call `auth: token` functions; None: nobody (they answer 401), and nothing is dropped.
         self._check_caller = check_caller
         self._clock = clock
@@ -150,7 +154,7 @@ class Activator:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         trace = RequestTrace(scope["headers"])
-        if not self._access_log:
+        if not self._timed:
             await self._answer(scope, receive, send, trace)
             return
         loop = asyncio.get_running_loop()
@@ -159,7 +163,11 @@ class Activator:
         try:
             status = await self._answer(scope, receive, send, trace)
         finally:
-            log_access(trace, scope["method"], scope["path"], status, arrived, loop.time())
+            finished = loop.time()
+            if self._access_log:
+                log_access(trace, scope["method"], scope["path"], status, arrived, finished)
+            if self._export_span is not None:
+                self._export_span(trace, scope["method"], scope["path"], status, arrived, finished)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, trace: RequestTrace) -> int:
         """Route, check the caller, serve; returns the status answered (499: the client went away)."""
@@ -251,7 +259,7 @@ class Activator:
             except PendingFailed as error:
                 state.counters.count_rejection("start_failed")
                 return await send_json_error(send, 503, error.message, answer_headers, request_id)
-            if self._access_log:
+            if self._timed:
                 trace.acquired = asyncio.get_running_loop().time()
             unreachable = False
             try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 REQUEST_ID_HEADER = b"zeroserve-request-id"
 TRACEPARENT_HEADER = b"traceparent"
@@ -30,13 +30,16 @@ _ZERO_SPAN = b"0" * 16
 _NEW_TRACE_FLAGS = b"01"
 
 access_log = logging.getLogger("zeroserve.access")
+# Takes a finished request: (trace, method, path, status, arrived, finished), times on the event loop's clock.
+SpanRecorder = Callable[["RequestTrace", str, str, int, float, float], None]
 _random = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
 
 
 class RequestTrace:
     """One request's id and trace context, and the times its access-log line and cold start are made of."""
 
-    __slots__ = ("request_id", "trace_id", "headers", "function", "revision", "cold_since", "acquired")
+    __slots__ = ("request_id", "trace_id", "parent_span", "flags", "headers", "function", "revision", "cold_since",
+                 "acquired")
 
     def __init__(self, request_headers: Iterable[tuple[bytes, bytes]]):
         span = b"%016x" % (_random.getrandbits(64) or 1)  # an all-zero span id is invalid
@@ -45,20 +48,24 @@ class RequestTrace:
             if name == TRACEPARENT_HEADER:
                 parent = _parse_traceparent(value)
                 break
-        trace_id, flags = parent if parent is not None else (b"%032x" % (_random.getrandbits(128) or 1),
-                                                              _NEW_TRACE_FLAGS)
+        if parent is not None:
+            trace_id, parent_span, flags = parent
+        else:
+            trace_id, parent_span, flags = b"%032x" % (_random.getrandbits(128) or 1), None, _NEW_TRACE_FLAGS
         self.request_id = span
         self.trace_id = trace_id
+        self.parent_span = parent_span  # the client's span, this request's parent in the trace; None: a new trace
+        self.flags = flags
         # Sent to the replica and echoed to the client, in this order.
         self.headers = [(REQUEST_ID_HEADER, span), (TRACEPARENT_HEADER, b"00-%s-%s-%s" % (trace_id, span, flags))]
         self.function = ""  # who answers, once routed
         self.revision = ""
         self.cold_since: float | None = None  # the clock when this request found no replica and asked for one
-        self.acquired: float | None = None  # loop time a replica was acquired (only with the access log)
+        self.acquired: float | None = None  # loop time a replica was acquired (only with the access log or export)
 
 
-def _parse_traceparent(value: bytes) -> tuple[bytes, bytes] | None:
-    """(trace id, flags) of a valid traceparent, else None (the trace restarts, as the spec says)."""
+def _parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(trace id, parent span id, flags) of a valid traceparent, else None (the trace restarts, as the spec says)."""
     match = _TRACEPARENT.fullmatch(value.strip())
     if match is None:
         return None
@@ -66,7 +73,7 @@ def _parse_traceparent(value: bytes) -> tuple[bytes, bytes] | None:
     if version == b"ff" or (version == b"00" and rest) or trace_id == _ZERO_TRACE or span == _ZERO_SPAN:
         return None
     # A later version's extra fields are dropped: we forward what version 00 defines.
-    return trace_id, flags
+    return trace_id, span, flags
 
 
 def log_access(trace: RequestTrace, method: str, path: str, status: int, arrived: float, finished: float) -> None:

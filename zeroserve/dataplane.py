@@ -30,6 +30,7 @@ from typing import Any
 
 from activator.app import Activator
 from activator.contracts import CallerChecker, ReplicaEndpoint, RevisionSettings
+from activator.tracing import SpanRecorder
 from autoscaler.decider import TICK_INTERVAL
 from autoscaler.revision import RevisionAutoscaler, ScaleDecision
 from deploy.local.identities import IdentityPolicy
@@ -83,7 +84,7 @@ class LocalDataPlane:
                  domain: str = "localhost", queue_limit: int = 10_000,
                  check_caller: CallerChecker | None = None,
                  clock: Callable[[], float] = time.monotonic, identities: IdentityPolicy | None = None,
-                 logs_dir: Path | None = None, access_log: bool = False):
+                 logs_dir: Path | None = None, access_log: bool = False, export_span: SpanRecorder | None = None):
         self.registry = registry
         self.store = store
         self.route_table = route_table
@@ -93,7 +94,7 @@ class LocalDataPlane:
         self._revisions: dict[str, _RevisionState] = {}
         self.activator = Activator(_Resolver(self), domain=domain, on_cold_request=self._on_cold_request,
                                    check_caller=check_caller, on_cold_start=self._on_cold_start,
-                                   access_log=access_log, clock=clock)
+                                   access_log=access_log, export_span=export_span, clock=clock)
         # Replicas' stdout and stderr, per revision (the platform puts them in DATA/logs).
         self.logs = FunctionLogs(logs_dir if logs_dir is not None else self.run_dir / "logs")
         self.cold_starts = ColdStarts()

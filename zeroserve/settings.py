@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from activator.otel_export import INSTALL_HINT, check_endpoint, missing_modules
 from functions.connection_limits import ConnectionLimits
 from zeroserve.datadir import DEFAULT_DATA_DIR, TOKEN_FILE
 
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
                                  "and revision).")
     access_log: bool = Field(False, description="One line per function request in the platform's log (revision, "
                              "status, queue time, duration).")
+    otel_endpoint: str | None = Field(None, description="Export a span per function request over OTLP/HTTP to this "
+                                      "collector (base URL, e.g. http://localhost:4318); needs the `otel` extra. "
+                                      "The SDK's OTEL_* variables (headers, service name, resource) apply.")
     # The Knative target (docs/knative.md): the kubeconfig comes from KUBECONFIG, ~/.kube/config, or the
     # pod's service account; these say which context, where the Services go and what the pods run.
     kube_context: str | None = Field(None, description="Knative target: the kubeconfig context; unset: the "
@@ -145,6 +149,17 @@ class Settings(BaseSettings):
         if match is None or any(int(n) > _MAX_ID for n in match.groups()[1:] if n is not None):
             raise ValueError(f"'{v}' is not auto, root or UID[:GID] (numbers up to {_MAX_ID})")
         return v.strip()
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_endpoint(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        check_endpoint(v)
+        missing = missing_modules()
+        if missing:
+            raise ValueError(f"OpenTelemetry export needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
+        return v
 
     @field_validator("deploy_branch")
     @classmethod

@@ -59,6 +59,10 @@ AccessLogFlag = Annotated[bool | None, typer.Option("--access-log/--no-access-lo
                                                     "function request: request id, revision, status, queue time, "
                                                     "duration \\[env ZEROSERVE_ACCESS_LOG; default off]",
                                                     show_default=False)]
+OtelEndpointFlag = Annotated[str | None, typer.Option("--otel-endpoint", help="Export a span per function request "
+                                                      "over OTLP/HTTP to this collector, e.g. http://localhost:4318 "
+                                                      "(needs the otel extra) \\[env ZEROSERVE_OTEL_ENDPOINT; "
+                                                      "default off]", show_default=False)]
 KubeContextFlag = Annotated[str | None, typer.Option("--kube-context", help="Knative target: the kubeconfig "
                                                      "context (kubeconfig from KUBECONFIG or ~/.kube/config, or "
                                                      "the pod's service account) \\[env ZEROSERVE_KUBE_CONTEXT; "
