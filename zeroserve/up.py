@@ -31,6 +31,7 @@ import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from activator.otel_export import SpanExport
 from deploy.git import create_git_remote
 from deploy.local.supervisor import PROCESSES_DIR_NAME
 from deploy.service import DeployService
@@ -204,11 +205,13 @@ def lambda_target(settings: Settings) -> Target:
 def attach_data_plane(platform: Platform) -> LocalDataPlane:
     """Function URLs, the activator, the autoscaler loop and the replicas, on the platform's one port."""
     settings = platform.settings
+    span_export = SpanExport.to_endpoint(settings.otel_endpoint) if settings.otel_endpoint else None
     plane = LocalDataPlane(platform.registry, platform.store, platform.route_table, run_dir_for(settings.data_dir),
                            domain=settings.domain, queue_limit=settings.queue_limit,
                            check_caller=platform.credentials.invoke_check,
                            identities=platform.isolation.identities,
-                           logs_dir=Path(settings.data_dir) / "logs", access_log=settings.access_log)
+                           logs_dir=Path(settings.data_dir) / "logs", access_log=settings.access_log,
+                           export_span=span_export.record if span_export is not None else None)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
     platform.control.function_logs = plane.logs
@@ -217,6 +220,11 @@ def attach_data_plane(platform: Platform) -> LocalDataPlane:
                                token=None if settings.metrics_public else platform.token)
     platform.asgi_app = HostDispatcher(plane.activator, fallback, settings.domain)
     platform.on_start.append(plane.start)
+    if span_export is not None:
+        # Hooks stop in reverse order: this runs after plane.stop, so the spans of draining requests go too.
+        async def flush_spans() -> None:
+            await asyncio.to_thread(span_export.shutdown)
+        platform.on_stop.append(flush_spans)
     platform.on_stop.append(plane.stop)
     return plane
 
