@@ -23,6 +23,7 @@ VARIABLES = {
     "max_headers": "ZEROSERVE_MAX_HEADERS", "header_timeout": "ZEROSERVE_HEADER_TIMEOUT",
     "keep_alive_timeout": "ZEROSERVE_KEEP_ALIVE_TIMEOUT", "max_connections": "ZEROSERVE_MAX_CONNECTIONS",
     "run_as": "ZEROSERVE_RUN_AS", "metrics_public": "ZEROSERVE_METRICS_PUBLIC", "access_log": "ZEROSERVE_ACCESS_LOG",
+    "otel_endpoint": "ZEROSERVE_OTEL_ENDPOINT",
     "kube_context": "ZEROSERVE_KUBE_CONTEXT", "kube_namespace": "ZEROSERVE_KUBE_NAMESPACE",
     "runtime_image": "ZEROSERVE_RUNTIME_IMAGE", "kube_store_secret": "ZEROSERVE_KUBE_STORE_SECRET",
     "kube_service_account": "ZEROSERVE_KUBE_SERVICE_ACCOUNT", "kube_ready_timeout": "ZEROSERVE_KUBE_READY_TIMEOUT",
