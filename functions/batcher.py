@@ -1,11 +1,18 @@
 """Dynamic batching: concurrent requests stacked along the first dimension into one model run.
 
 Requests join a group keyed by everything that must match to stack them: input names, dtypes, the
-non-batch dimensions. A worker takes the group of the oldest waiting request, waits until that group
-holds `max_batch_size` rows or the oldest request has waited `max_delay_ms`, runs the batch in the
-model's thread, and splits the outputs back by row. One batch runs at a time per model (one model
-instance, as in Triton's default); requests arriving meanwhile form the next batch, which is what
-makes batching pay under load.
+non-batch dimensions. A worker takes the group of the oldest waiting request and decides, each time
+the model is free or a request arrives, whether to run it now (`wait_before_running`):
+
+- a lone request on an idle model runs at once: batching never adds its delay to light traffic;
+- under load, the callers of the batch that just finished are about to send their next requests,
+  so the worker waits until about half as many rows as that batch carried have arrived (or
+  `max_batch_size` rows, or `max_delay_ms` since the model became free). Half, not all: the rest
+  arrive while that batch runs and form the next one, so request parsing on the event loop overlaps
+  the model's work instead of leaving the model idle while a whole cohort comes back.
+
+One batch runs at a time per model (one model instance, as in Triton's default); it runs in the
+model's thread, and the outputs are split back by row.
 
 The worker task exists only while requests wait, so the batcher works under any event loop that
 calls it (uvicorn's, or mangum's loop per Lambda invocation) and leaves no task behind when idle.
@@ -14,6 +21,7 @@ calls it (uvicorn's, or mangum's loop per Lambda invocation) and leaves no task 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -53,6 +61,25 @@ class BatchStats:
         self.largest = max(self.largest, size)
 
 
+# The share of the last batch's rows the next batch waits for while its callers come back (see above).
+REFILL_SHARE = 0.5
+
+
+def wait_before_running(*, queued_rows: int, max_batch_size: int, max_delay: float, waited: float,
+                        returning_rows: int) -> float:
+    """Seconds the worker should still wait before running the queued rows; 0 means run now.
+
+    `waited`: how long the oldest request has waited since the model became free (time spent behind
+    a running batch is not batching delay). `returning_rows`: the rows of a batch that finished less
+    than `max_delay` ago (its callers are likely sending again), 0 when the model has been idle.
+    """
+    if queued_rows >= max_batch_size or waited >= max_delay:
+        return 0.0
+    if queued_rows >= math.ceil(returning_rows * REFILL_SHARE):
+        return 0.0  # an idle model (returning 0), or enough of the last batch's callers are back
+    return max_delay - waited
+
+
 def group_key(inputs: dict[str, np.ndarray]) -> GroupKey:
     return tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
 
@@ -69,6 +96,10 @@ class DynamicBatcher:
         self._queued = 0
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        # When the model last became free, and how many rows that batch carried (wait_before_running).
+        self._free_since = -math.inf
+        self._last_rows = 0
+        self.holding = False  # the worker is holding queued rows back for more to arrive (tests, debugging)
         self.stats = BatchStats()
 
     @property
@@ -111,19 +142,28 @@ class DynamicBatcher:
         assert self._wakeup is not None
         while self._groups:
             key, waiters = self._oldest_group()
-            deadline = waiters[0].arrived + self.max_delay
-            while sum(w.rows for w in waiters) < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
+            now = time.monotonic()
+            idle_for = now - self._free_since
+            wait = wait_before_running(
+                queued_rows=sum(w.rows for w in waiters), max_batch_size=self.max_batch_size,
+                max_delay=self.max_delay, waited=now - max(waiters[0].arrived, self._free_since),
+                returning_rows=self._last_rows if idle_for < self.max_delay else 0,
+            )
+            if wait > 0:
+                self._wakeup.clear()  # no await since the rows were counted: no arrival is missed
+                self.holding = True
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
                 except TimeoutError:
-                    break
+                    pass
+                finally:
+                    self.holding = False
+                continue  # decide again: a request arrived, or the delay is up
             batch = self._take(key)
             if batch:
                 await self._run_batch(batch)
+                self._last_rows = sum(w.rows for w in batch)
+                self._free_since = time.monotonic()
 
     def _oldest_group(self) -> tuple[GroupKey, deque[_Waiter]]:
         return min(self._groups.items(), key=lambda item: item[1][0].arrived)

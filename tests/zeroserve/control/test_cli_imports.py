@@ -101,3 +101,13 @@ def test_api_commands_load_the_http_client_and_nothing_else_heavy(tmp_path, plat
     modules = loaded_modules(tmp_path, *args, env=env)
     assert "httpx" in modules  # it did call the platform
     assert heavy(modules, HEAVY_PACKAGES - {"httpx", "httpcore"}) == []
+
+
+def test_deploy_packs_without_loading_the_manifest_models(tmp_path, platform_with_iris):
+    # `zeroserve deploy DIR` packs the directory with revisions.archive (the digest's file list); the
+    # manifest's pydantic models and YAML are the platform's to load, not the uploader's.
+    env = _env(ZEROSERVE_URL=platform_with_iris.url, ZEROSERVE_DATA=str(platform_with_iris.data_dir))
+    modules = loaded_modules(tmp_path, "deploy", str(function_dir(tmp_path, "packed")), env=env)
+    assert "revisions.archive" in modules and "httpx" in modules  # it did pack and upload
+    packing = {"revisions", "revisions.archive", "revisions.digest"}
+    assert [m for m in heavy(modules, HEAVY_PACKAGES - {"httpx", "httpcore"}) if m not in packing] == []
