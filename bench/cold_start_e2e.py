@@ -2,9 +2,15 @@
 
 Starts a real `zeroserve up`, deploys N copies of examples/iris (distinct names, `initial_scale: 0`, so each
 sits at zero), then sends each its first request over HTTP and times it: routing, the activator's hold,
-the zygote fork, the model load, the replica's first answer. Prints p50/p99 and the replica's own breakdown.
+the fork (from the revision's warm template, or the zygote), the model load when there is no template, the
+replica's first answer. Prints p50/p99, the replica's own breakdown and how many starts a warm template served.
 
-    .venv/bin/python bench/cold_start_e2e.py [--functions 20]
+A warm template needs a load that starts no thread: ONNX Runtime's intra-op pool starts one per core beyond the
+first unless `resources.threads` is 1, so on a multi-core machine examples/iris as shipped (threads unset) gets
+no template. `--threads 1` deploys the copies with `resources.threads: 1`; `--warm-templates-memory 0` turns
+templates off, for the comparison (docs/supervisor.md).
+
+    .venv/bin/python bench/cold_start_e2e.py [--functions 20] [--threads 1] [--warm-templates-memory 0]
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="resources.threads of the copies (default: unset)")
+    parser.add_argument("--warm-templates-memory", default=None, help="zeroserve up's flag (default: its default)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zs-bench-"))
-    platform = PlatformProcess(work / "data").start()
+    env = {} if args.warm_templates_memory is None else {"ZEROSERVE_WARM_TEMPLATES_MEMORY": args.warm_templates_memory}
+    platform = PlatformProcess(work / "data", env=env).start()
     try:
         names = [f"cold{i:02d}" for i in range(args.functions)]
         with platform.client() as client:
@@ -48,6 +57,8 @@ def main() -> None:
                 shutil.copytree(REPO / "examples" / "iris", dest, ignore=shutil.ignore_patterns("make_model.py"))
                 manifest = yaml.safe_load((dest / "function.yaml").read_text())
                 manifest.update(name=name, scaling={**manifest.get("scaling", {}), "initial_scale": 0})
+                if args.threads is not None:
+                    manifest["resources"] = {**manifest.get("resources", {}), "threads": args.threads}
                 (dest / "function.yaml").write_text(yaml.safe_dump(manifest))
                 result = client.deploy(dest)
                 assert result["status"] == "created", result
@@ -65,16 +76,23 @@ def main() -> None:
                 assert http.post(url, json=BODY).status_code == 200
                 warm.append((time.perf_counter() - started) * 1000)
                 with platform.client() as client:
-                    replicas = client.status(name)["revisions"][0]["replicas"]
+                    info = client.status(name)
+                replicas = info["revisions"][0]["replicas"]
                 if replicas and replicas[0].get("timings_ms"):
                     breakdown.append(replicas[0]["timings_ms"])
+                templates = info.get("warm_templates") or {}
     finally:
         platform.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(f"machine: {describe_machine()}")
-    print(f"cold start through the activator, {len(cold)} functions at zero (examples/iris copies):")
+    threads = "unset" if args.threads is None else args.threads
+    print(f"cold start through the activator, {len(cold)} functions at zero (examples/iris copies, "
+          f"resources.threads {threads}, --warm-templates-memory {args.warm_templates_memory or 'default'}):")
     print(f"  p50 {percentile(cold, 50):.1f} ms   p99 {percentile(cold, 99):.1f} ms   "
-          f"min {min(cold):.1f} ms   max {max(cold):.1f} ms   (targets: p50 <= 50 ms, p99 <= 150 ms)")
+          f"min {min(cold):.1f} ms   max {max(cold):.1f} ms   (targets: p50 <= 15 ms, p99 <= 40 ms)")
+    print(f"  starts forked from a warm template: {templates.get('hits', 0)} of {len(cold)} "
+          f"(misses {templates.get('misses', 0)}; {templates.get('count', 0)} templates holding "
+          f"{templates.get('bytes', 0) / (1 << 20):.1f} MiB)")
     print(f"  the next (warm) request: p50 {statistics.median(warm):.2f} ms")
     if breakdown:
         keys = list(breakdown[0])

@@ -219,12 +219,22 @@ def run_smoke(source_dir: Path, manifest: FunctionManifest, *, timeout: float,
 
 def _run_child(request: bytes, manifest: FunctionManifest, timeout: float,
                sandbox: SmokeSandbox) -> tuple[int, bytes, bytes]:
-    """Run the child to its exit; returns (exit status, stdout, stderr).
+    """Run the child to its exit, forked (sandbox.fork) or a fresh interpreter; returns (exit status, stdout, stderr).
 
     Files, not pipes: a process the function started and left running would hold a pipe open, and the
     build would wait for it; it is killed with the child's process group once the child exits.
     """
     with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        if sandbox.fork is not None:
+            try:
+                returncode = sandbox.fork.run(request, manifest.runtime, (stdout.fileno(), stderr.fileno()), timeout)
+            except TimeoutError:
+                subject, _ = _subject(manifest)
+                raise _StepFailure(f"{subject}: smoke inference did not finish within {timeout:g} s") from None
+            if returncode is not None:
+                stdout.seek(0)
+                stderr.seek(0)
+                return returncode, stdout.read(), stderr.read()
         stdin.write(request)
         stdin.seek(0)
         # -P: the child's sys.path does not start with its working directory. The working directory is

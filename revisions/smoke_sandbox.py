@@ -9,6 +9,10 @@ function's code, before anything about it is trusted. It gets:
   processes), and a copy of the function directory it may read (group = its gid, 0750/0440) but not
   change, in a workspace that is the only part of a private parent (the data dir) its view shows;
 - PR_SET_PDEATHSIG after the drop, and a record in `processes`, so it never outlives the platform.
+
+Where the platform has a zygote (the local data plane), `fork` forks the child from it instead of starting
+a fresh interpreter: the same request and confinement, without importing the runtime again (most of the
+smoke step's time). It is injected from above (deploy.local.smoke_fork): revisions imports nothing of deploy.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from functions.isolation import Confinement, Identity, function_environment, inherited_environment
 from functions.isolation.environment import with_runtime_on_path
@@ -34,11 +39,22 @@ RUNTIME_PREIMPORTS = {"onnx": ("onnxruntime", "functions.loaders.onnx_model"),
                       "python": ("functions.loaders.python_handler",)}
 
 
+class SmokeFork(Protocol):
+    """Runs the smoke child forked from a process that has the runtime imported (deploy.local.smoke_fork)."""
+
+    scratch_dir: Path   # where workspaces go, so that a forked child can reach them
+
+    def run(self, request: bytes, runtime: str | None, output: tuple[int, int], timeout: float) -> int | None:
+        """The child's exit status; None: cannot fork now (start a fresh interpreter). TimeoutError past timeout."""
+        ...
+
+
 @dataclass(frozen=True)
 class SmokeSandbox:
     run_as: Callable[[str], Identity] | None = None  # function name -> its user; None: stay this process's user
     scratch_dir: Path | None = None         # where workspaces go (None: the system temp dir)
     processes: ProcessRecords | None = None  # where the running child is recorded for the start-up sweep
+    fork: SmokeFork | None = None            # fork the child where it can (its scratch_dir then holds workspaces)
 
 
 @dataclass(frozen=True)
@@ -51,10 +67,11 @@ class SmokeWorkspace:
 @contextlib.contextmanager
 def smoke_workspace(source_dir: Path, identity: Identity | None, sandbox: SmokeSandbox) -> Iterator[SmokeWorkspace]:
     """A private workspace for one smoke run, removed afterwards (whatever the child left in it)."""
-    if sandbox.scratch_dir is not None:
-        sandbox.scratch_dir.mkdir(parents=True, exist_ok=True)
+    scratch_dir = sandbox.fork.scratch_dir if sandbox.fork is not None else sandbox.scratch_dir
+    if scratch_dir is not None:
+        scratch_dir.mkdir(parents=True, exist_ok=True)
     # Absolute: the child starts in "/" (a relative data dir would point nowhere there).
-    root = Path(tempfile.mkdtemp(prefix="smoke-", dir=sandbox.scratch_dir)).resolve()
+    root = Path(tempfile.mkdtemp(prefix="smoke-", dir=scratch_dir)).resolve()
     try:
         home = private_dir(root / "home", identity)
         function_dir = source_dir.resolve()

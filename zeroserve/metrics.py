@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -180,3 +181,25 @@ class DeployCollector(Collector):
             for outcome, histogram in by_outcome.items():
                 family.add_metric([outcome], histogram.cumulative(), histogram.sum)
             yield family
+
+
+class WarmTemplateCollector(Collector):
+    """The supervisor's warm templates (docs/supervisor.md): how many, the memory they hold, hits and misses."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        for name, help_text, value in (
+                ("warm_templates", "Warm templates ready to fork replicas", status["count"]),
+                ("warm_template_bytes", "Memory the warm templates hold of their own (not shared with the zygote)",
+                 status["bytes"]),
+                ("warm_template_budget_bytes", "What they may hold in all (--warm-templates-memory)",
+                 status["budget_bytes"])):
+            yield GaugeMetricFamily(f"zeroserve_{name}", help_text, value=value)
+        for name, help_text, value in (
+                ("warm_template_hits", "Replica starts forked from a warm template", status["hits"]),
+                ("warm_template_misses", "Replica starts that found no warm template ready", status["misses"]),
+                ("warm_template_evictions", "Warm templates stopped to stay within the budget", status["evictions"])):
+            yield CounterMetricFamily(f"zeroserve_{name}", help_text, value=value)

@@ -37,18 +37,21 @@ from deploy.local.messages import (
     SPAWN,
     STATUS_REPORT,
     ZYGOTE_MESSAGE,
+    ZYGOTE_REQUEST,
     Exited,
     Forked,
     ForkFailed,
     ForkRequest,
     LaunchMode,
     ReplicaFailed,
+    SmokeRequest,
     StatusReport,
+    TemplateRequest,
     ZygoteHello,
     ZygoteKind,
     ZygoteMessage,
 )
-from deploy.local.types import ReplicaSpec
+from deploy.local.types import ReplicaSpec, TemplateSpec
 from functions.isolation import inherited_environment
 from functions.isolation.environment import with_runtime_on_path
 from functions.isolation.orphans import ProcessRecords
@@ -187,9 +190,10 @@ def launch_environment() -> dict[str, str]:
     return with_runtime_on_path({**inherited_environment(), **FORK_SAFETY_ENV})
 
 
-def spec_memfd(spec: ReplicaSpec) -> int:
+def spec_memfd(spec: ReplicaSpec | TemplateSpec) -> int:
     """The spec in a memfd, positioned at its start; the caller closes it once handed over."""
-    fd = os.memfd_create(f"zeroserve-spec-{spec.replica_id}", os.MFD_CLOEXEC)
+    name = spec.replica_id if isinstance(spec, ReplicaSpec) else spec.template_id
+    fd = os.memfd_create(f"zeroserve-spec-{name}", os.MFD_CLOEXEC)
     data = spec.to_json()
     written = 0
     while written < len(data):
@@ -483,6 +487,71 @@ class ZygoteLauncher:
         finally:
             os.close(spec_fd)  # the zygote holds its own copy until it has forked
         return await future
+
+    async def start_template(self, spec: TemplateSpec, output: Output = None) -> tuple[socket.socket, ReplicaProcess]:
+        """Fork a warm template (deploy.local.warm_template): our end of its control socket, and its process.
+
+        Raises LaunchError when this zygote cannot fork (not fork-safe, no file system view, gone).
+        """
+        if self._closed:
+            raise LaunchError("the supervisor is stopping")
+        hello = await self.ready()
+        if hello.isolation_error:
+            raise LaunchError(hello.isolation_error)
+        if not hello.fork_safe:
+            raise LaunchError(f"zygote '{self.kind}' is not fork-safe: {hello.reason}")
+        if spec.template_id in self._pending:
+            raise LaunchError(f"template {spec.template_id} is already starting")
+        future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
+        self._pending[spec.template_id] = future
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        spec_fd = spec_memfd(spec)
+        try:
+            assert self._control is not None
+            message = ZYGOTE_REQUEST.dump_json(TemplateRequest(template_id=spec.template_id))
+            await send_with_fds(self._control, message, [spec_fd, theirs.fileno(), *(output or ())])
+        except (OSError, AssertionError) as exc:
+            self._pending.pop(spec.template_id, None)
+            ours.close()
+            raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+        finally:
+            os.close(spec_fd)
+            theirs.close()  # the template holds its own copy
+        try:
+            process = await future
+        except BaseException:
+            ours.close()
+            raise
+        process.close_status()  # a template reports over its socket, not the status pipe
+        return ours, process
+
+    async def fork_smoke(self, smoke_id: str, request: bytes, output: tuple[int, int]) -> ReplicaProcess | None:
+        """Fork a build's smoke child (deploy.local.smoke_child) writing to `output`; None when this zygote cannot
+        fork (not fork-safe, or no file system view): the builder then starts a fresh interpreter."""
+        if self._closed:
+            raise LaunchError("the supervisor is stopping")
+        hello = await self.ready()
+        if hello.isolation_error or not hello.fork_safe:
+            return None
+        if smoke_id in self._pending:
+            raise LaunchError(f"smoke child {smoke_id} is already starting")
+        future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
+        self._pending[smoke_id] = future
+        request_fd = os.memfd_create(f"zeroserve-smoke-{smoke_id}", os.MFD_CLOEXEC)
+        try:
+            os.write(request_fd, request)
+            os.lseek(request_fd, 0, os.SEEK_SET)
+            assert self._control is not None
+            await send_with_fds(self._control, ZYGOTE_REQUEST.dump_json(SmokeRequest(smoke_id=smoke_id)),
+                                [request_fd, *output])
+        except (OSError, AssertionError) as exc:
+            self._pending.pop(smoke_id, None)
+            raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+        finally:
+            os.close(request_fd)
+        process = await future
+        process.close_status()  # its report is its stdout and exit status
+        return process
 
     async def close(self) -> None:
         """Close the control socket (the zygote stops its children and exits), then make sure it did."""

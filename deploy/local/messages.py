@@ -6,8 +6,11 @@ names its kind in a `Literal` field (`event`, or `op`), which the adapter reads 
 discriminator. Plain dataclasses rather than pydantic models: building one costs nothing and validation
 happens once, where a message is read; the ready report is on the cold-start path.
 
-  supervisor -> zygote   ForkRequest (+ the spec's memfd)
+  supervisor -> zygote   ForkRequest (+ the spec's memfd), TemplateRequest (+ its spec's memfd, its socket),
+                         SmokeRequest (+ the smoke request's memfd, stdout, stderr)
   zygote -> supervisor   ZygoteHello, Forked (+ pidfd, status pipe), ForkFailed, Exited
+  template -> supervisor TemplateReady or TemplateFailed, then per ForkRequest (+ spec memfd, listening
+                         socket): Forked (+ pidfd, status pipe) or ForkFailed; Exited
   replica -> supervisor  one StatusReport on its status pipe: ReplicaReady or ReplicaFailed
 """
 
@@ -19,9 +22,10 @@ from typing import Annotated, Final, Literal
 from pydantic import ConfigDict, Field, TypeAdapter
 
 ZygoteKind = Literal["default", "torch"]
-LaunchMode = Literal["fork", "spawn"]
+LaunchMode = Literal["fork", "spawn", "template"]
 FORK: Final = "fork"
 SPAWN: Final = "spawn"
+TEMPLATE: Final = "template"    # forked from the revision's warm template (deploy.local.warm_template)
 
 # What the other side sends is ours: a key that is not a field is a bug, said where it is read.
 _STRICT_FIELDS = ConfigDict(extra="forbid")
@@ -32,6 +36,44 @@ class ForkRequest:
     __pydantic_config__ = _STRICT_FIELDS
     op: Literal["fork"] = "fork"
     replica_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateRequest:
+    """Fork a warm template (deploy.local.warm_template) for one revision; fds: spec memfd, its control socket."""
+
+    __pydantic_config__ = _STRICT_FIELDS
+    op: Literal["template"] = "template"
+    template_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeRequest:
+    """Fork a build's smoke child (deploy.local.smoke_fork); fds: the request's memfd, its stdout and stderr."""
+
+    __pydantic_config__ = _STRICT_FIELDS
+    op: Literal["smoke"] = "smoke"
+    smoke_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateReady:
+    """The template has loaded its revision's function and may fork replicas of it."""
+
+    __pydantic_config__ = _STRICT_FIELDS
+    event: Literal["template_ready"] = "template_ready"
+    pid: int
+    load_ms: float
+    private_bytes: int                  # memory it holds of its own (not shared with the zygote)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateFailed:
+    """The template could not load, or loading started threads (then forking it is unsafe)."""
+
+    __pydantic_config__ = _STRICT_FIELDS
+    event: Literal["template_failed"] = "template_failed"
+    error: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +121,8 @@ class Exited:
 
 
 ZygoteMessage = Annotated[ZygoteHello | Forked | ForkFailed | Exited, Field(discriminator="event")]
+ZygoteRequest = Annotated[ForkRequest | TemplateRequest | SmokeRequest, Field(discriminator="op")]
+TemplateMessage = Annotated[TemplateReady | TemplateFailed | Forked | ForkFailed | Exited, Field(discriminator="event")]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,5 +165,7 @@ class ReplicaFailed:
 StatusReport = Annotated[ReplicaReady | ReplicaFailed, Field(discriminator="event")]
 
 FORK_REQUEST: Final = TypeAdapter(ForkRequest)
+ZYGOTE_REQUEST: Final[TypeAdapter[ZygoteRequest]] = TypeAdapter(ZygoteRequest)
+TEMPLATE_MESSAGE: Final[TypeAdapter[TemplateMessage]] = TypeAdapter(TemplateMessage)
 ZYGOTE_MESSAGE: Final[TypeAdapter[ZygoteMessage]] = TypeAdapter(ZygoteMessage)
 STATUS_REPORT: Final[TypeAdapter[StatusReport]] = TypeAdapter(StatusReport)

@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,7 +34,7 @@ import uvloop
 from deploy.local.messages import STATUS_REPORT, ReplicaFailed, ReplicaReady, StartMarks, StatusReport
 from deploy.local.types import ReplicaSpec
 from functions.http_protocol import CoalescingHttpToolsProtocol  # head + body in one write
-from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, confine, is_out_of_memory
+from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, confine, die_with_parent, is_out_of_memory
 from functions.isolation.limits import out_of_memory_message
 from functions.isolation.view import enter_view, runtime_paths
 from functions.request_context import TaggedStream
@@ -177,8 +178,18 @@ def uvicorn_config(app: Any, spec: ReplicaSpec) -> uvicorn.Config:
     )
 
 
+@dataclass(frozen=True)
+class FromTemplate:
+    """A replica forked from its revision's warm template: the function is loaded, the process confined,
+    and its socket was bound and handed over by the supervisor (this process may not enter the socket
+    directory any more)."""
+
+    function: Any            # functions.loaders.LoadedFunction
+    sock: socket.socket
+
+
 def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
-                started: float | None = None) -> NoReturn:
+                started: float | None = None, template: FromTemplate | None = None) -> NoReturn:
     """Load, bind, serve until SIGTERM; never returns (os._exit, so no zygote state is unwound)."""
     forked = started if started is not None else time.monotonic()
     reporter = StatusReporter(status_fd)
@@ -187,15 +198,23 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
     sock: socket.socket | None = None
     try:
         name_process(spec.replica_id)
-        # Bound while this process may still write the platform's socket directory; only the activator
-        # connects, once this replica has reported ready.
-        sock = bind_unix_socket(spec.socket_path)
-        warnings = confine(spec.confinement, parent_pid=parent_pid)
+        if template is not None:
+            sock = template.sock
+            if parent_pid is not None:
+                die_with_parent(parent_pid)  # the template's own confinement; the fork cleared this one
+        else:
+            # Bound while this process may still write the platform's socket directory; only the activator
+            # connects, once this replica has reported ready.
+            sock = bind_unix_socket(spec.socket_path)
+            warnings = confine(spec.confinement, parent_pid=parent_pid)
         if spec.tag_output:
             tag_output()
         for warning in warnings:
             print(f"zeroserve replica {spec.replica_id}: {warning}", file=sys.stderr, flush=True)
-        app = load_app(spec)  # user code from here on
+        if template is not None:
+            app = app_for(template.function, spec)
+        else:
+            app = load_app(spec)  # user code from here on
         guard_out_of_memory(app, spec)
         loaded = time.monotonic()
 
@@ -213,7 +232,7 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
             print(f"zeroserve replica {spec.replica_id} of {spec.revision}:", file=sys.stderr)
             traceback.print_exc()
     finally:
-        if sock is not None:
+        if sock is not None and template is None:
             try:
                 os.unlink(spec.socket_path)
             except OSError:
@@ -223,6 +242,14 @@ def run_replica(spec: ReplicaSpec, status_fd: int, *, parent_pid: int | None,
             sys.stderr.flush()
         finally:
             os._exit(exit_code)
+
+
+def app_for(function: Any, spec: ReplicaSpec) -> Any:
+    """The runtime's app around a function its template loaded (templates exist for the default factory only)."""
+    from functions.app import FunctionApp
+
+    manifest = FunctionManifest.model_validate(spec.manifest)
+    return FunctionApp(function, manifest, revision=spec.revision)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

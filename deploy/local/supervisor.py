@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -38,9 +39,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploy.local.identities import IdentityPolicy
-from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher
+from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher, spec_memfd
 from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.messages import ReplicaFailed, ReplicaReady, StatusReport, ZygoteKind
+from deploy.local.replica import bind_unix_socket
 from deploy.local.replica_logs import FunctionLogs, ReplicaOutput
 from deploy.local.replica_plan import (
     DRAINING,
@@ -62,6 +64,7 @@ from deploy.local.replica_plan import (
     failure_exit,
     plan,
 )
+from deploy.local.template_process import TemplateError, TemplateProcess
 from deploy.local.types import (
     ExitReason,
     ReplicaCounters,
@@ -69,7 +72,9 @@ from deploy.local.types import (
     ReplicaInfo,
     ReplicaSetStatus,
     ReplicaSpec,
+    TemplateSpec,
 )
+from deploy.local.warm_templates import WarmTemplates
 from functions.isolation import Confinement, Identity, function_environment, inherited_environment
 from functions.isolation.files import private_dir, share_read_only
 from functions.isolation.orphans import ProcessRecords
@@ -176,6 +181,7 @@ class Supervisor:
         identities: IdentityPolicy | None = None,
         shared_dirs: tuple[Path, ...] = (),
         logs: FunctionLogs | None = None,
+        warm_templates_memory: int = 0,
         clock: Clock = time.monotonic,
     ):
         self.run_dir = Path(run_dir)
@@ -206,6 +212,10 @@ class Supervisor:
         self._drain = drain
         self._sets: dict[str, _ReplicaSet] = {}
         self._launchers: dict[ZygoteKind, Launcher] = {}
+        # Warm templates (deploy.local.warm_template) for the default app factory only: they load through
+        # functions.loaders, which is what that factory serves. 0 bytes: none.
+        budget = warm_templates_memory if app_factory == DEFAULT_APP_FACTORY else 0
+        self.templates = WarmTemplates(budget, self._start_template)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sequence = 0
         self._lock_file: IO[str] | None = None
@@ -242,6 +252,9 @@ class Supervisor:
         self._stopping = False
         self._started = True
         self._launcher("default")
+        for rs in self._sets.values():  # registered before start: e.g. a torch zygote imports for seconds
+            self._launcher(rs.kind)
+            self._want_template(rs)
 
     async def stop(self) -> None:
         """Drain and stop every replica, stop the zygotes, remove the sockets. Safe to call twice."""
@@ -256,6 +269,8 @@ class Supervisor:
             self._apply(rs, plan(rs.state(), 0, self._clock()))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.templates.close()
+        self.templates = WarmTemplates(self.templates.budget_bytes, self._start_template)
         for launcher in self._launchers.values():
             await launcher.close()
         self._launchers.clear()
@@ -269,6 +284,12 @@ class Supervisor:
         for pattern in ("*.sock", "spec-*.json"):  # spec files: what older versions left, env included
             for path in self.socket_dir.glob(pattern):
                 path.unlink(missing_ok=True)
+
+    def launcher(self, kind: ZygoteKind) -> Launcher:
+        """The launcher of `kind`'s zygote, started now if it was not (deploy.local.smoke_fork forks from it)."""
+        if not self._started or self._stopping:
+            raise LaunchError("the supervisor is not running")
+        return self._launcher(kind)
 
     def _launcher(self, kind: ZygoteKind) -> Launcher:
         launcher = self._launchers.get(kind)
@@ -308,11 +329,13 @@ class Supervisor:
             existing.function_dir = Path(function_dir)
             existing.manifest = manifest
             existing.manifest_data = manifest.normalised()
-            return
-        rs = _ReplicaSet(revision, Path(function_dir), manifest, manifest.normalised(), identity=identity)
-        self._sets[revision] = rs
+            rs = existing
+        else:
+            rs = _ReplicaSet(revision, Path(function_dir), manifest, manifest.normalised(), identity=identity)
+            self._sets[revision] = rs
         if self._started and not self._stopping:
             self._launcher(rs.kind)  # a torch zygote imports for seconds: begin now, not on first request
+            self._want_template(rs)  # loads now, so the first request only pays a fork
 
     async def set_scale(self, revision: str, n: int) -> None:
         """Ask for n replicas; returns at once. Starts continue in the background."""
@@ -351,6 +374,10 @@ class Supervisor:
 
     def endpoints(self, revision: str) -> list[ReplicaEndpoint]:
         return [ReplicaEndpoint(r.replica_id, r.socket_path) for r in self._get(revision).in_state(READY)]
+
+    def warm_templates(self) -> dict[str, Any]:
+        """Budget, count, bytes held, hits, misses, evictions, each template, and why a revision has none."""
+        return self.templates.status()
 
     def zygotes(self) -> dict[str, dict[str, Any]]:
         """Each started zygote's report: pid, threads, fork_safe (and why not), import and warm-up ms."""
@@ -463,7 +490,9 @@ class Supervisor:
             replica.output = self.logs.capture(rs.manifest.name, rs.revision, replica.replica_id)
         output = replica.output.writers if replica.output is not None else None
         try:
-            process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec, output), self.start_timeout)
+            process = await self._from_template(rs, spec, output)
+            if process is None:
+                process = await asyncio.wait_for(self._launcher(rs.kind).launch(spec, output), self.start_timeout)
         except (LaunchError, TimeoutError) as exc:
             if replica.state == STARTING:
                 replica.state = GONE
@@ -478,6 +507,62 @@ class Supervisor:
             await self._terminate(process)
             return None
         return process
+
+    async def _from_template(self, rs: _ReplicaSet, spec: ReplicaSpec,
+                             output: tuple[int, int] | None) -> ReplicaProcess | None:
+        """Fork the replica from its revision's warm template; None when it has none ready (one is asked for)."""
+        if not self.templates.enabled:
+            return None
+        key = self._template_key(rs, spec.confinement)
+        template = self.templates.take(rs.revision, key)
+        if template is None:
+            self.templates.want(rs.revision, key)
+            return None
+        try:
+            # Bound here, while the socket directory is ours to write: the replica runs as the function's user.
+            sock = bind_unix_socket(spec.socket_path)
+        except OSError as exc:
+            raise LaunchError(f"cannot bind the replica's socket {spec.socket_path}: {exc}") from None
+        spec_fd = spec_memfd(spec)
+        try:
+            return await asyncio.wait_for(template.launch(spec.replica_id, spec_fd, sock, output), self.start_timeout)
+        except TemplateError as exc:
+            log.warning("revision %s: warm template failed to fork (%s); forking from the zygote", rs.revision, exc)
+            self.templates.discard(rs.revision)
+            return None
+        finally:
+            os.close(spec_fd)
+            sock.close()  # the replica holds its own copy
+
+    async def _start_template(self, revision: str) -> TemplateProcess:
+        """Fork a warm template for `revision` from its zygote (WarmTemplates calls this)."""
+        rs = self._get(revision)
+        launcher = self._launcher(rs.kind)
+        if not isinstance(launcher, ZygoteLauncher):
+            raise LaunchError("warm templates need a fork-safe zygote (Linux)")
+        self._sequence += 1
+        template_id = f"{rs.revision}-t{self._sequence}"
+        confinement = self._confinement(rs)
+        spec = TemplateSpec(template_id=template_id, revision=rs.revision, function_dir=str(rs.function_dir.resolve()),
+                            manifest=rs.manifest_data, confinement=confinement, memory=rs.manifest.resources.memory)
+        output = self.logs.capture(rs.manifest.name, rs.revision, template_id) if self.logs is not None else None
+        try:
+            control, process = await launcher.start_template(spec, output.writers if output is not None else None)
+        finally:
+            if output is not None:
+                output.close_writers()
+        if output is not None:
+            process.exited.add_done_callback(lambda _: output.finish())
+        return TemplateProcess(template_id, rs.revision, control, process)
+
+    def _want_template(self, rs: _ReplicaSet) -> None:
+        if self.templates.enabled:
+            self.templates.want(rs.revision, self._template_key(rs, self._confinement(rs)))
+
+    def _template_key(self, rs: _ReplicaSet, confinement: Confinement) -> str:
+        """What a template loaded: a revision registered again with other settings needs a new one."""
+        return json.dumps([str(rs.function_dir.resolve()), rs.manifest_data, confinement.to_json()], sort_keys=True,
+                          default=str)
 
     async def _read_report(self, process: ReplicaProcess) -> tuple[StatusReport | None, bool]:
         """The replica's status report (None: it sent none), and whether its pipe closed before start_timeout."""
@@ -512,13 +597,8 @@ class Supervisor:
 
     def _spec(self, rs: _ReplicaSet, replica: _Replica) -> ReplicaSpec:
         manifest = rs.manifest
-        if rs.home is None:  # one home per function, shared by its revisions' replicas
-            rs.home = private_dir(self.home_dir / manifest.name, rs.identity)
         function_dir = str(rs.function_dir.resolve())
-        threads = manifest.resources.threads
-        env = function_environment(self._inherited_env, home=str(rs.home), function_env=manifest.env, threads=threads)
-        confinement = Confinement(env=env, identity=rs.identity, workdir=function_dir, threads=threads,
-                                  memory_bytes=manifest.resources.memory_bytes)
+        confinement = self._confinement(rs)
         return ReplicaSpec(
             replica_id=replica.replica_id, revision=rs.revision, function_dir=function_dir,
             socket_path=replica.socket_path, manifest=rs.manifest_data, app_factory=self.app_factory,
@@ -526,6 +606,16 @@ class Supervisor:
             graceful_shutdown_seconds=self.replica_graceful_shutdown,
             keep_alive_seconds=self.replica_keep_alive, tag_output=self.logs is not None,
         )
+
+    def _confinement(self, rs: _ReplicaSet) -> Confinement:
+        """What a replica (and its revision's warm template) is confined to."""
+        manifest = rs.manifest
+        if rs.home is None:  # one home per function, shared by its revisions' replicas
+            rs.home = private_dir(self.home_dir / manifest.name, rs.identity)
+        threads = manifest.resources.threads
+        env = function_environment(self._inherited_env, home=str(rs.home), function_env=manifest.env, threads=threads)
+        return Confinement(env=env, identity=rs.identity, workdir=str(rs.function_dir.resolve()), threads=threads,
+                           memory_bytes=manifest.resources.memory_bytes)
 
     def _on_ready(self, rs: _ReplicaSet, replica: _Replica, report: ReplicaReady, now: float) -> None:
         replica.state = READY

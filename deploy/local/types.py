@@ -13,7 +13,10 @@ from deploy.local.messages import LaunchMode
 from deploy.local.replica_plan import ReplicaState
 from functions.isolation import Confinement
 
-__all__ = ["ExitReason", "ReplicaCounters", "ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec"]
+__all__ = [
+    "ExitReason", "ReplicaCounters", "ReplicaEndpoint", "ReplicaInfo", "ReplicaSetStatus", "ReplicaSpec",
+    "TemplateSpec",
+]
 
 # Why a replica's process ended (or its start never made one): every start ends in exactly one of these.
 ExitReason = Literal["scale_down", "crash", "out_of_memory", "start_failure"]
@@ -105,3 +108,30 @@ class ReplicaSpec:
 
 
 REPLICA_SPEC: Final = TypeAdapter(ReplicaSpec)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateSpec:
+    """What a warm template needs: the revision's function and the confinement its replicas get.
+
+    In a memfd, like ReplicaSpec (the confinement carries the function's env); the template applies the
+    confinement before it loads the function, and every replica forked from it inherits exactly that.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    template_id: str
+    revision: str
+    function_dir: str
+    manifest: dict[str, Any]      # normalised function.yaml
+    confinement: Confinement
+    memory: str | None
+
+    def to_json(self) -> bytes:
+        return TEMPLATE_SPEC.dump_json(self)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> TemplateSpec:
+        return TEMPLATE_SPEC.validate_json(data)
+
+
+TEMPLATE_SPEC: Final = TypeAdapter(TemplateSpec)

@@ -31,25 +31,23 @@ import base64
 import gc
 import importlib
 import os
-import selectors
-import signal
 import socket
 import sys
 import time
-from typing import cast
+from typing import NoReturn, cast
 
 from pydantic import ValidationError
 
+from deploy.local.forker import Forker, thread_count
 from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.messages import (
-    FORK_REQUEST,
     ZYGOTE_MESSAGE,
-    Exited,
-    Forked,
-    ForkFailed,
+    ZYGOTE_REQUEST,
+    ForkRequest,
+    SmokeRequest,
+    TemplateRequest,
     ZygoteHello,
     ZygoteKind,
-    ZygoteMessage,
 )
 from functions.isolation import die_with_parent
 from functions.isolation.view import enter_view, runtime_paths
@@ -58,7 +56,8 @@ COMMON_PREIMPORTS = (
     "numpy", "onnxruntime", "uvloop", "httptools", "uvicorn", "uvicorn.config", "uvicorn.server",
     "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.off", "ctypes",
     "deploy.local.replica", "functions.app", "functions.loaders.onnx_model",
-    "functions.loaders.python_handler",
+    "functions.loaders.python_handler", "deploy.local.warm_template", "deploy.local.smoke_child",
+    "functions.isolation.confined_smoke", "functions.smoke",
 )
 PREIMPORTS: dict[ZygoteKind, tuple[str, ...]] = {
     "default": COMMON_PREIMPORTS,
@@ -74,15 +73,6 @@ WARMUP_MODEL = base64.b64decode(
     "FMDsCmC+A3qfv1oUCgF4Eg8KDQgBEgkKAxIBTgoCCARiFAoBeRIPCg0IARIJCgMSAU4KAggDQgQKABAR"
 )
 
-MAX_MESSAGE_BYTES = 1 << 20
-STOP_GRACE_SECONDS = 3.0
-
-
-def thread_count() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return -1  # unknown: treated as unsafe
 
 
 def preimport(modules: tuple[str, ...]) -> dict[str, str]:
@@ -107,163 +97,46 @@ def warm_up_onnxruntime() -> None:
     del session
 
 
-def send(control: socket.socket, message: ZygoteMessage, fds: list[int] | None = None) -> None:
-    data = ZYGOTE_MESSAGE.dump_json(message)
-    if fds:
-        socket.send_fds(control, [data], fds)
-    else:
-        control.send(data)
+class Zygote(Forker):
+    """Forks replicas, and warm templates (deploy.local.warm_template), of any revision."""
 
-
-class Zygote:
-    def __init__(self, control: socket.socket, kind: ZygoteKind):
-        self.control = control
-        self.kind = kind
-        self.pid = os.getpid()
-        self.children: set[int] = set()
-        self.selector = selectors.DefaultSelector()
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd does the work
-        # Ctrl-C in a terminal reaches the whole process group; the supervisor decides what stops.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def serve(self, hello: ZygoteHello) -> None:
-        send(self.control, hello)
-        self.selector.register(self.control, selectors.EVENT_READ)
-        self.selector.register(self.wake_r, selectors.EVENT_READ)
-        while True:
-            for key, _ in self.selector.select():
-                if key.fileobj is self.control:
-                    data, fds, _, _ = socket.recv_fds(self.control, MAX_MESSAGE_BYTES, 4)
-                    if not data:
-                        self.stop_children()
-                        return
-                    try:
-                        self.handle(data, fds)
-                    finally:
-                        for fd in fds:
-                            os.close(fd)
-                else:
-                    self.drain_wakeups()
-                    self.reap()
+    messages = ZYGOTE_MESSAGE
 
     def handle(self, data: bytes, fds: list[int]) -> None:
         try:
-            request = FORK_REQUEST.validate_json(data)
+            request = ZYGOTE_REQUEST.validate_json(data)
         except ValidationError:
             request = None
-        if request is not None and len(fds) in (1, 3):
+        if isinstance(request, ForkRequest) and len(fds) in (1, 3):
             self.fork(request.replica_id, fds[0], (fds[1], fds[2]) if len(fds) == 3 else None)
+        elif isinstance(request, TemplateRequest) and len(fds) in (2, 4):
+            self.fork(request.template_id, fds[0], (fds[2], fds[3]) if len(fds) == 4 else None, extra_fd=fds[1],
+                      role="template")
+        elif isinstance(request, SmokeRequest) and len(fds) == 3:
+            self.fork(request.smoke_id, fds[0], (fds[1], fds[2]), role="smoke")
         else:
             print(f"zeroserve zygote: unknown message {data[:200]!r} with {len(fds)} fds", file=sys.stderr,
                   flush=True)
 
-    def fork(self, replica_id: str, spec_fd: int, output: tuple[int, int] | None = None) -> None:
-        """Fork a replica; the child reads its spec from `spec_fd` and writes to `output` (stdout, stderr)
-        when given (all closed here by the caller afterwards)."""
+    def run_child(self, role: str, spec_fd: int, status_w: int, started: float, extra_fd: int | None) -> NoReturn:
+        """In the forked child: a replica, a warm template (`extra_fd`: its control socket) or a smoke child."""
+        # Imported here, not at the top: the zygote imports the runtime after entering its view (prepare).
         from deploy.local.replica import StatusReporter, read_spec, run_replica
+        from deploy.local.smoke_child import run_smoke_child
+        from deploy.local.warm_template import run_template
 
-        status_r, status_w = os.pipe()
+        if role == "template" and extra_fd is not None:
+            os.close(status_w)  # a template reports over its own socket
+            run_template(spec_fd, socket.socket(fileno=extra_fd), self.pid)
+        if role == "smoke":
+            os.close(status_w)  # its exit status and stdout are its report
+            run_smoke_child(spec_fd, self.pid)
         try:
-            pid = os.fork()
-        except OSError as exc:
-            os.close(status_r)
-            os.close(status_w)
-            send(self.control, ForkFailed(replica_id=replica_id, error=f"fork: {exc}"))
-            return
-        if pid == 0:
-            started = time.monotonic()
-            try:
-                os.close(status_r)
-                self.become_replica(output)
-                try:
-                    spec = read_spec(spec_fd)
-                except (OSError, ValueError, TypeError) as exc:
-                    StatusReporter(status_w).error(f"cannot read the replica spec: {exc}")
-                    os._exit(1)
-                run_replica(spec, status_w, parent_pid=self.pid, started=started)
-            finally:
-                os._exit(1)
-        os.close(status_w)
-        self.children.add(pid)
-        fds = [status_r]
-        try:
-            # Opened before this loop can reap the child, so the pid cannot have been reused.
-            fds.insert(0, os.pidfd_open(pid))
-        except (AttributeError, OSError):
-            pass  # no pidfd (old kernel): the supervisor falls back to our "exited" messages
-        try:
-            send(self.control, Forked(replica_id=replica_id, pid=pid, has_pidfd=len(fds) == 2), fds)
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    def become_replica(self, output: tuple[int, int] | None = None) -> None:
-        """In the forked child: drop everything that belongs to the zygote; write to `output`, if given."""
-        if output is not None:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(output[0], 1)
-            os.dup2(output[1], 2)
-            for fd in output:  # 1 and 2 are the copies it writes to
-                if fd > 2:
-                    os.close(fd)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        self.selector.close()
-        self.control.close()
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-
-    def drain_wakeups(self) -> None:
-        try:
-            while os.read(self.wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self.children.discard(pid)
-            try:
-                send(self.control, Exited(pid=pid, returncode=os.waitstatus_to_exitcode(status)))
-            except OSError:
-                pass  # supervisor gone; we are about to stop anyway
-
-    def stop_children(self) -> None:
-        """The supervisor is gone: SIGTERM every replica, SIGKILL what is left after a grace period."""
-        for pid in list(self.children):
-            _kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while self.children and time.monotonic() < deadline:
-            self.selector.select(timeout=0.05)
-            self.drain_wakeups()
-            self.reap()
-        for pid in list(self.children):
-            _kill(pid, signal.SIGKILL)
-        while self.children:
-            try:
-                pid, _ = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            self.children.discard(pid)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+            spec = read_spec(spec_fd)
+        except (OSError, ValueError, TypeError) as exc:
+            StatusReporter(status_w).error(f"cannot read the replica spec: {exc}")
+            os._exit(1)
+        run_replica(spec, status_w, parent_pid=self.pid, started=started)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     control = socket.socket(fileno=args.control_fd)
     kind = cast(ZygoteKind, args.kind)  # one of PREIMPORTS' keys: argparse checked it
     hello = prepare(kind, tuple(args.preimport), args.view, warm_up=not args.no_warmup)
-    Zygote(control, kind).serve(hello)
+    Zygote(control).serve(hello)
 
 
 def prepare(kind: ZygoteKind, extra_preimports: tuple[str, ...], view: list[str], *, warm_up: bool) -> ZygoteHello:

@@ -1,7 +1,8 @@
 """`python -P -m functions.isolation.confined_smoke < request.json`: the build's smoke child, confined.
 
-The revision builder starts this as a fresh process with the platform's allowlisted environment only,
-and writes one JSON request on stdin:
+The revision builder starts this as a fresh process with the platform's allowlisted environment only
+(or, on the local platform, forks it from the zygote: `run_request`, deploy.local.smoke_fork), and
+writes one JSON request on stdin:
   {"function_dir": str, "confinement": Confinement, "view": [dirs], "preimports": [modules],
    "parent_pid": int}
 The function's own `env` travels inside the request, not in the environment of the exec: variables
@@ -29,6 +30,12 @@ def main() -> int:
     except ValueError as exc:
         print(json.dumps({"ok": False, "error": f"smoke child: unreadable request: {exc}"}), flush=True)
         return 2
+    return run_request(request)
+
+
+def run_request(request: dict[str, Any]) -> int:
+    """Import the runtime, enter the view, confine, then smoke-test; also what a zygote's smoke child runs
+    (deploy.local.smoke_fork: the runtime is imported already, and `parent_pid` is the zygote)."""
     from functions import smoke
 
     for module in request.get("preimports", []):

@@ -343,6 +343,8 @@ def smoke_children(platform: Platform) -> list[int]:
             continue
         if b"functions.isolation.confined_smoke" in cmdline or b"functions.smoke" in cmdline:
             found.append(pid)
+        elif Path(f"/proc/{pid}/comm").read_text().strip() == "zeroserve-smoke":  # forked from the zygote
+            found.append(pid)
     return found
 
 
@@ -375,17 +377,22 @@ def test_a_killed_platform_leaves_no_replica_and_a_restart_sweeps_their_children
     response = infer(platform, "spawner", [X_SAMPLE])
     assert response.status_code == 200, response.text
     grandchild = response.json()["outputs"][0]["data"][0]
-    start_platform.forget_later(grandchild)
     below = platform.replica_pids()
-    assert grandchild in below and pid_alive(grandchild)
-    zygote_and_replicas = below - {grandchild}
+    # The handler's own children: the serving replica's, and the one its load in the revision's warm
+    # template started (when it has one; docs/supervisor.md).
+    grandchildren = {pid for pid in below if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0")}
+    for pid in grandchildren:
+        start_platform.forget_later(pid)
+    assert grandchild in grandchildren and pid_alive(grandchild)
+    zygote_and_replicas = below - grandchildren
     platform.kill9()
     for pid in zygote_and_replicas:
         wait_for(lambda pid=pid: not pid_alive(pid), f"process {pid} to die with the platform", timeout=10)
-    # The handler's own child has no death signal; the next start sweeps it from the records.
-    assert pid_alive(grandchild)
+    # The handler's own children have no death signal; the next start sweeps them from the records.
+    assert all(pid_alive(pid) for pid in grandchildren)
     start_platform(platform.data_dir)
-    wait_for(lambda: not pid_alive(grandchild), f"the handler's child {grandchild} to be swept", timeout=10)
+    for pid in grandchildren:
+        wait_for(lambda pid=pid: not pid_alive(pid), f"the handler's child {pid} to be swept", timeout=10)
 
 
 def test_without_root_up_says_plainly_what_isolation_is_missing(tmp_path: Path):

@@ -22,7 +22,7 @@ from zeroserve.commands.views import lambda_status_lines, target_scale_table
 
 def status_table(info: dict[str, Any]) -> Table:
     table = Table("revision", "traffic", "ready/desired", "panic", "stable", "panic load", "queue",
-                  "in flight", "last decision")
+                  "in flight", "template", "last decision")
     for rev in info["revisions"]:
         last = rev.get("last_decision") or {}
         decision = f"{last.get('applied', '-')}: {last.get('reason', '')}" if last else "-"
@@ -33,8 +33,24 @@ def status_table(info: dict[str, Any]) -> Table:
         table.add_row(rev["revision"], share, f"{rev['ready']}/{rev['desired']}",
                       "[bold red]yes[/]" if rev["panicking"] else "no",
                       f"{rev['stable_value']:.2f}{unit}", f"{rev['panic_value']:.2f}{unit}",
-                      str(rev["queue_depth"]), str(rev["in_flight"]), decision)
+                      str(rev["queue_depth"]), str(rev["in_flight"]), template_cell(rev.get("warm_template")),
+                      decision)
     return table
+
+
+def template_cell(template: dict[str, Any] | None) -> str:
+    """A revision's warm template: its memory when ready, else its state (the reason is in --json)."""
+    if not template:
+        return "-"
+    if template["state"] == "ready":
+        return f"{template['private_bytes'] / (1 << 20):.1f} MiB"
+    return template["state"]
+
+
+def templates_line(summary: dict[str, Any]) -> str:
+    return (f"warm templates: {summary['count']} holding {summary['bytes'] / (1 << 20):.1f} MiB of "
+            f"{summary['budget_bytes'] / (1 << 20):.0f} MiB; {summary['hits']} hits, {summary['misses']} misses, "
+            f"{summary['evictions']} evictions")
 
 
 def status(function: FunctionArg, server: ServerOption = None, token: TokenOption = None,
@@ -50,6 +66,8 @@ def status(function: FunctionArg, server: ServerOption = None, token: TokenOptio
     targets = info.get("targets") or []
     if info["revisions"]:
         out.print(status_table(info))
+    if info.get("warm_templates"):
+        out.print(templates_line(info["warm_templates"]), markup=False)
     elif not targets:
         out.print(f"{function}: no revision has run yet")
     for target in targets:

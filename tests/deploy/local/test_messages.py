@@ -13,14 +13,20 @@ from deploy.local.launcher import ReplicaProcess
 from deploy.local.messages import (
     FORK_REQUEST,
     STATUS_REPORT,
+    TEMPLATE_MESSAGE,
     ZYGOTE_MESSAGE,
+    ZYGOTE_REQUEST,
     Exited,
     Forked,
     ForkFailed,
     ForkRequest,
     ReplicaFailed,
     ReplicaReady,
+    SmokeRequest,
     StartMarks,
+    TemplateFailed,
+    TemplateReady,
+    TemplateRequest,
     ZygoteHello,
 )
 from deploy.local.types import ReplicaSpec
@@ -75,6 +81,20 @@ def test_status_reports_and_fork_requests_round_trip() -> None:
 def test_a_zygote_message_that_does_not_fit_fails_naming_the_field(data: bytes, field: str) -> None:
     with pytest.raises(ValidationError, match=field.replace(".", r"\.")):
         ZYGOTE_MESSAGE.validate_json(data)
+
+
+def test_zygote_requests_and_template_messages_are_told_apart_by_their_kind() -> None:
+    assert ZYGOTE_REQUEST.validate_json(b'{"op": "fork", "replica_id": "r1"}') == ForkRequest(replica_id="r1")
+    assert ZYGOTE_REQUEST.validate_json(b'{"op": "template", "template_id": "t1"}') == TemplateRequest(
+        template_id="t1")
+    assert ZYGOTE_REQUEST.validate_json(b'{"op": "smoke", "smoke_id": "s1"}') == SmokeRequest(smoke_id="s1")
+    with pytest.raises(ValidationError, match="template.template_id"):
+        ZYGOTE_REQUEST.validate_json(b'{"op": "template"}')
+    for message in (TemplateReady(pid=3, load_ms=4.5, private_bytes=1 << 20), TemplateFailed(error="threads"),
+                    Forked(replica_id="r1", pid=4, has_pidfd=True), Exited(pid=4, returncode=0)):
+        assert TEMPLATE_MESSAGE.validate_json(TEMPLATE_MESSAGE.dump_json(message)) == message
+    with pytest.raises(ValidationError, match="hello"):
+        TEMPLATE_MESSAGE.validate_json(b'{"event": "hello", "pid": 1}')
 
 
 def test_the_replica_spec_carries_its_confinement_typed() -> None:
