@@ -123,6 +123,15 @@ class Activator:
         """
         return {name: state.meter.collect(now) for name, state in self._revisions.items()}
 
+    def function_of(self, label: str) -> tuple[str, str | None]:
+        """(function, tag) a function URL label names, or RouteError: for fronts that route by a name in the
+        request rather than by Host or path (activator/grpc_front.py routes by the model name)."""
+        return resolve_label(self._resolver, label)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def queue_depth(self, revision: str) -> int:
         state = self._revisions.get(revision)
         return 0 if state is None else state.throttler.queue_depth

@@ -30,6 +30,9 @@ def serve(
     revision: str | None = typer.Option(None, "--revision", envvar="K_REVISION", help="Revision name for the "
                                         "zeroserve-revision header (Knative sets K_REVISION)",
                                         show_default=False),
+    grpc_port: int | None = typer.Option(None, "--grpc-port", help="Also serve the Open Inference Protocol over "
+                                         "gRPC on this TCP port (0: any free port; docs/grpc.md)",
+                                         show_default=False),
 ) -> None:
     """Serve one function (a directory, or a revision's artifact) with the runtime (KServe V1 + OIP V2)."""
     if (function_dir is None) == (artifact is None):
@@ -39,10 +42,10 @@ def serve(
             raise typer.BadParameter("--artifact serves on TCP (--host/--port), not --uds", param_hint="--uds")
         from zeroserve.serve_artifact import serve_artifact
 
-        serve_artifact(artifact, host=host, port=port, revision=revision)
+        serve_artifact(artifact, host=host, port=port, revision=revision, grpc_port=grpc_port)
     from functions.server import serve as serve_function
 
-    serve_function(str(function_dir), host=host, port=port, uds=uds, revision=revision)
+    serve_function(str(function_dir), host=host, port=port, uds=uds, revision=revision, grpc_port=grpc_port)
 
 
 @app.command()

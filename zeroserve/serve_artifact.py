@@ -30,7 +30,8 @@ from typing import NoReturn
 KNATIVE_CONTRACT_NAMES = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 
 
-def serve_artifact(uri_text: str, *, host: str, port: int, revision: str | None = None) -> NoReturn:
+def serve_artifact(uri_text: str, *, host: str, port: int, revision: str | None = None,
+                   grpc_port: int | None = None) -> NoReturn:
     """Fetch, verify, then exec the server; never returns (exits 1 or 2 with a message on failure)."""
     from functions.isolation.environment import function_environment, inherited_environment, with_runtime_on_path
     from protocol.manifest import ManifestError, load_manifest
@@ -65,6 +66,8 @@ def serve_artifact(uri_text: str, *, host: str, port: int, revision: str | None 
             "--remove-on-exit", str(work)]
     if revision:
         argv += ["--revision", revision]
+    if grpc_port is not None:
+        argv += ["--grpc-port", str(grpc_port)]
     sys.stderr.flush()
     try:
         os.execve(sys.executable, argv, env)
