@@ -281,11 +281,12 @@ class DeployService:
 
     def _build_failed(self, function: str | None, reason: str, log: BuildLog, clean: Clean) -> DeployResult:
         message = reason if reason.startswith("build failed") else f"build failed: {reason}"
+        lines = [clean(line) for line in log.lines]
         # A manifest that names no function (unreadable, refused YAML) is no function's history:
         # the uploader has the whole answer, and the registry stays as it was.
         if function is not None:
-            self.registry.record_build_failure(function, message)
-        return DeployResult("failed", message, function=function, log=[clean(line) for line in log.lines])
+            self.registry.record_build_failure(function, message, log=lines)  # kept for the console
+        return DeployResult("failed", message, function=function, log=lines)
 
     def _refused(self, built: BuiltFunction, exc: ValueError | TargetError, function: str, log: BuildLog,
                  clean: Clean) -> DeployResult:
@@ -295,12 +296,12 @@ class DeployService:
             message = f"deploy failed: {exc}"
         else:
             message = f"deploy refused: {exc}"
-        self.registry.record_build_failure(function, message)
+        lines = [clean(line) for line in log.lines]
+        self.registry.record_build_failure(function, message, log=lines)
         if not built.already_stored:  # stored for nothing: collect it once no build needs it
             with self._gc_lock:
                 self._pending_gc.add(built.digest)
-        return DeployResult("failed", message, function=function, digest=built.digest,
-                            log=[clean(line) for line in log.lines])
+        return DeployResult("failed", message, function=function, digest=built.digest, log=lines)
 
     # ---------------------------------------------------------------------------------------- delete
 

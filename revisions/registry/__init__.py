@@ -14,9 +14,9 @@ gradual rollout moves `routes` step by step without writing history, so a rollba
 before the deploy rather than to an intermediate step.
 
 One job per module: `database` (connections, transactions, listeners), `schema` (migrations),
-`tables` (rows to records and back), `events`, `retention`, `tokens` (scoped API tokens, hashed), and
-`registry` (`Registry`: each operation loads, decides with `revisions.route_decisions`, and stores, in
-one transaction).
+`tables` (rows to records and back), `events`, `failed_builds` (the logs of failed builds), `retention`,
+`tokens` (scoped API tokens, hashed), and `registry` (`Registry`: each operation loads, decides with
+`revisions.route_decisions`, and stores, in one transaction).
 """
 
 from revisions.errors import ConflictError, NotFoundError, RegistryError
@@ -32,13 +32,15 @@ from revisions.records import (
     RouteRecord,
 )
 from revisions.registry.events import DEFAULT_KEEP_EVENTS, MAX_EVENT_MESSAGE
+from revisions.registry.failed_builds import KEEP_FAILED_BUILDS, MAX_FAILED_BUILD_LOG, FailedBuildRecord
 from revisions.registry.registry import Registry
 from revisions.registry.retention import DEFAULT_KEEP_UNROUTED
 from revisions.registry.schema import MIGRATIONS
 from revisions.registry.tokens import TokenRecord, TokenTable
 
 __all__ = [
-    "DEFAULT_KEEP_EVENTS", "DEFAULT_KEEP_UNROUTED", "FAILED", "MAX_EVENT_MESSAGE", "MIGRATIONS", "READY",
-    "ConflictError", "DeployOutcome", "EventRecord", "FunctionRecord", "NotFoundError", "Registry",
+    "DEFAULT_KEEP_EVENTS", "DEFAULT_KEEP_UNROUTED", "FAILED", "KEEP_FAILED_BUILDS", "MAX_EVENT_MESSAGE",
+    "MAX_FAILED_BUILD_LOG", "MIGRATIONS", "READY", "ConflictError", "DeployOutcome", "EventRecord",
+    "FailedBuildRecord", "FunctionRecord", "NotFoundError", "Registry",
     "RegistryError", "Removal", "RevisionRecord", "RouteRecord", "TokenRecord", "TokenTable", "revision_name",
 ]

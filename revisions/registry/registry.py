@@ -34,6 +34,12 @@ from revisions.registry.events import (
     read_events,
     record_event,
 )
+from revisions.registry.failed_builds import (
+    FailedBuildRecord,
+    delete_failed_builds,
+    read_failed_builds,
+    record_failed_build,
+)
 from revisions.registry.notices import RouteObserver, route_notice
 from revisions.registry.retention import DEFAULT_KEEP_UNROUTED, protected_revisions, revisions_to_delete
 from revisions.registry.schema import schema_version
@@ -128,6 +134,17 @@ class Registry:
         with self._db.read() as conn:
             return read_events(conn, function, limit=limit, after=after)
 
+    def failed_builds(self, function: str) -> list[FailedBuildRecord]:
+        """The function's kept failed builds with their logs, newest first.
+
+        NotFoundError when the function neither exists nor has a failed build (its first deploy can fail).
+        """
+        with self._db.read() as conn:
+            records = read_failed_builds(conn, function)
+            if not records:
+                tables.require_function(conn, function)
+            return records
+
     def resolved_route(self, function: str) -> ResolvedRoute | None:
         """The data plane's view of one function (None when it does not exist or has no route)."""
         with self._db.read() as conn:
@@ -218,10 +235,15 @@ class Registry:
                 changed.add(function)
             return number
 
-    def record_build_failure(self, function: str | None, message: str, *, now: float | None = None) -> None:
-        """A failed build changes no revision and no route; it is only an event."""
-        with self._db.write() as (conn, _):
-            record_event(conn, self._clock() if now is None else now, function, None, "build-failed", message)
+    def record_build_failure(self, function: str | None, message: str, *, log: Sequence[str] = (),
+                             now: float | None = None) -> None:
+        """A failed build changes no revision and no route: an event, and its (cleaned) log kept with the
+        function's newest failed builds, in one transaction. Without a function, only the event."""
+        now = self._clock() if now is None else now
+        with self._db.write() as (conn, _changed):
+            record_event(conn, now, function, None, "build-failed", message)
+            if function is not None:
+                record_failed_build(conn, now, function, message, log)
 
     # ------------------------------------------------------------------------------------- traffic
 
@@ -343,6 +365,7 @@ class Registry:
             tables.require_function(conn, function)
             notice = route_notice(conn, function, "delete", deleted=True) if self.route_observer else None
             rows = tables.delete_function(conn, function)  # cascades to everything else
+            delete_failed_builds(conn, function)  # no foreign key (a first deploy can fail): by hand
             removed = [r["name"] for r in rows]
             record_event(conn, now, function, None, "delete",
                          f"deleted function {function} and {len(removed)} revision(s)")

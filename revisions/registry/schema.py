@@ -81,6 +81,18 @@ MIGRATIONS: tuple[str, ...] = (
         last_used  REAL
     );
     """,
+    # 3: the cleaned log of failed builds (revisions/registry/failed_builds.py). No foreign key to functions:
+    # a function's first deploy can fail before the function exists.
+    """
+    CREATE TABLE failed_builds (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        function  TEXT NOT NULL,
+        time      REAL NOT NULL,
+        message   TEXT NOT NULL,
+        log       TEXT NOT NULL
+    );
+    CREATE INDEX failed_builds_by_function ON failed_builds(function, id);
+    """,
 )
 
 

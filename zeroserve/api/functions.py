@@ -25,6 +25,7 @@ from zeroserve.api.names import FunctionName, RevisionName
 from zeroserve.api.schemas import (
     Deleted,
     DeployAnswer,
+    FailedBuild,
     FunctionDetail,
     FunctionView,
     RevisionDetail,
@@ -119,6 +120,13 @@ def build_router(ctx: ControlContext) -> APIRouter:
     async def revision(function: FunctionName, revision: RevisionName) -> RevisionDetail:
         record = await deployer.run_blocking(registry.get_revision, function, revision)
         return RevisionDetail.of(record)
+
+    # A read token for the function is enough (GET on a {function} path, zeroserve/api/auth.py).
+    @router.get("/functions/{function}/failed-builds",
+                summary="A function's failed builds and refused deploys (newest 10), newest first, with their logs")
+    async def failed_builds(function: FunctionName) -> list[FailedBuild]:
+        records = await deployer.run_blocking(registry.failed_builds, function)
+        return [FailedBuild.of(r) for r in records]
 
     return router
 

@@ -126,6 +126,8 @@ def deploy_by_webhook(answers: Answers, repo: WorkRepo) -> None:
     hook(202, commit="f" * 40)  # accepted; its deploy fails in the background
     wait_for(lambda: [e for e in answers.call("GET", "/api/v1/functions/{function}/events", status=200, params=FN)
                       if e["kind"] == "build-failed"], "the background deploy's failure event")
+    [failed] = answers.call("GET", "/api/v1/functions/{function}/failed-builds", status=200, params=FN)
+    assert "failed" in failed["message"] and isinstance(failed["log"], list), failed
 
 
 def read_and_route(answers: Answers) -> None:
@@ -163,6 +165,8 @@ def scale_status_with_a_replica(answers: Answers) -> None:
     assert status["data_plane"] and any(r["replicas"] for r in status["revisions"]), status
     assert all(r["metric"] == "concurrency" for r in status["revisions"])
     logs = answers.call("GET", "/api/v1/functions/{function}/logs", status=200, params=FN)
+    wait_for(lambda: answers.call("GET", "/api/v1/functions/{function}/history", status=200, params=FN)["points"],
+             "a point of the function's history (one a second)")
     assert logs["function"] == "iris" and all(line["revision"].startswith("iris-") for line in logs["lines"])
 
 
