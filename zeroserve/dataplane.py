@@ -36,12 +36,19 @@ from autoscaler.revision import RevisionAutoscaler, ScaleDecision
 from deploy.local.identities import IdentityPolicy
 from deploy.local.replica_logs import FunctionLogs
 from deploy.local.supervisor import Supervisor, UnknownRevisionError
+from deploy.local.warm_templates import DEFAULT_BUDGET_BYTES
 from protocol.manifest import FunctionManifest
 from revisions.naming import function_of
 from revisions.registry import Registry, RegistryError
 from revisions.store import ArtifactStore, LocalArtifactStore
 from revisions.traffic import RouteTable
-from zeroserve.metrics import ColdStarts, PlatformCollector, RevisionScale, cold_start_phases
+from zeroserve.metrics import (
+    ColdStarts,
+    PlatformCollector,
+    RevisionScale,
+    WarmTemplateCollector,
+    cold_start_phases,
+)
 
 log = logging.getLogger("zeroserve.dataplane")
 
@@ -84,7 +91,8 @@ class LocalDataPlane:
                  domain: str = "localhost", queue_limit: int = 10_000,
                  check_caller: CallerChecker | None = None,
                  clock: Callable[[], float] = time.monotonic, identities: IdentityPolicy | None = None,
-                 logs_dir: Path | None = None, access_log: bool = False, export_span: SpanRecorder | None = None):
+                 logs_dir: Path | None = None, access_log: bool = False, export_span: SpanRecorder | None = None,
+                 warm_templates_memory: int = DEFAULT_BUDGET_BYTES):
         self.registry = registry
         self.store = store
         self.route_table = route_table
@@ -99,12 +107,14 @@ class LocalDataPlane:
         self.logs = FunctionLogs(logs_dir if logs_dir is not None else self.run_dir / "logs")
         self.cold_starts = ColdStarts()
         self.activator.metrics_registry.register(PlatformCollector(self.cold_starts, self._scale_rows))
+        self.activator.metrics_registry.register(WarmTemplateCollector(lambda: self.supervisor.warm_templates()))
         # With identities, each function's replicas run as its own user and reach the artifact store's files.
         shared_dirs = (store.objects_root,) if isinstance(store, LocalArtifactStore) else ()
         self.supervisor = Supervisor(run_dir, on_replicas_changed=self._on_replicas_changed,
                                      on_start_failed=self._on_start_failed, drain=self.activator.drain,
                                      on_replica_failed=self._on_replica_failed, identities=identities,
-                                     shared_dirs=shared_dirs, logs=self.logs)
+                                     shared_dirs=shared_dirs, logs=self.logs,
+                                     warm_templates_memory=warm_templates_memory)
         self._last_start_error: dict[str, str] = {}  # per revision: the start error last recorded as an event
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -366,5 +376,9 @@ class LocalDataPlane:
                 "restarts": replicas.restarts if replicas else 0,
                 "replicas": ([{"id": r.replica_id, "pid": r.pid, "state": r.state, "timings_ms": r.timings_ms}
                               for r in self.supervisor.replicas(name)] if replicas else []),
+                "warm_template": self.supervisor.templates.revision_status(name),
             })
-        return {"function": function, "revisions": revisions}
+        templates = self.supervisor.warm_templates()
+        return {"function": function, "revisions": revisions,
+                "warm_templates": {key: templates[key] for key in
+                                   ("budget_bytes", "count", "bytes", "hits", "misses", "evictions")}}

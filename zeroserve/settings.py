@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from activator.otel_export import INSTALL_HINT, check_endpoint, missing_modules
 from functions.connection_limits import ConnectionLimits
+from protocol.manifest import Resources
 from zeroserve.datadir import DEFAULT_DATA_DIR, TOKEN_FILE
 
 ENV_PREFIX = "ZEROSERVE_"
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the platform's one port binds to.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0: any free port (the ready line says which).")
+    warm_templates_memory: str = Field("512Mi", description="Memory the warm templates of recently used revisions "
+                                       "may hold in all (docs/supervisor.md), like `512Mi` or `2Gi`; 0: none.")
+    grpc_port: int | None = Field(None, ge=-1, le=65535, description="TCP port of the Open Inference Protocol over "
+                                  "gRPC for every function (docs/grpc.md); 0: any free port; -1: no gRPC; unset: "
+                                  "8081, or any free port when `port` is 0.")
     data_dir: Path = Field(DEFAULT_DATA_DIR, validation_alias="ZEROSERVE_DATA",
                            description="Data dir: the registry, the artifacts (unless `artifacts` is S3), the token.")
     artifacts: str | None = Field(None, description="Artifact store: `s3://bucket/prefix`; unset: DATA/artifacts.")
@@ -198,6 +204,23 @@ class Settings(BaseSettings):
         return ConnectionLimits(max_header_bytes=self.max_header_bytes, max_headers=self.max_headers,
                                 header_timeout=self.header_timeout, keep_alive_timeout=self.keep_alive_timeout,
                                 max_connections=self.max_connections)
+
+    @property
+    def grpc_listen_port(self) -> int | None:
+        """The gRPC port to bind (0: any free one), or None for no gRPC; unset follows `port`'s "any free port"."""
+        if self.grpc_port is None:
+            return 0 if self.port == 0 else 8081
+        return None if self.grpc_port == -1 else self.grpc_port
+
+    @field_validator("warm_templates_memory")
+    @classmethod
+    def _warm_templates_memory(cls, v: str) -> str:
+        Resources(memory=v)  # the manifest's quantities: 512Mi, 2Gi, 0
+        return v
+
+    @property
+    def warm_templates_bytes(self) -> int:
+        return Resources(memory=self.warm_templates_memory).memory_bytes or 0
 
     @property
     def registry_path(self) -> Path:

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from activator.otel_export import SpanExport
 from deploy.git import create_git_remote
+from deploy.local.smoke_fork import ForkedSmoke
 from deploy.local.supervisor import PROCESSES_DIR_NAME
 from deploy.service import DeployService
 from deploy.targets import Target, Targets
@@ -46,12 +47,14 @@ from revisions.store import S3_ENDPOINT_ENV_VARS, ArtifactStore, open_store
 from revisions.traffic import ResolvedRoute, RouteTable
 from zeroserve.api import ControlContext, create_control_app
 from zeroserve.api.auth import token_matches
+from zeroserve.console import ConsoleRoute
 from zeroserve.credentials import Credentials
 from zeroserve.dataplane import LocalDataPlane
 from zeroserve.host_dispatch import HostDispatcher
 from zeroserve.isolation import plan_isolation, print_notice, secure_data_dir
 from zeroserve.metrics import DeployCollector
 from zeroserve.platform_log import configure_platform_logging
+from zeroserve.scale_history import ScaleHistory
 from zeroserve.settings import Settings, ensure_token
 
 logger = logging.getLogger("zeroserve.platform")
@@ -72,9 +75,12 @@ class Platform:
         # beside the supervisor's processes, so a restart sweeps what a killed platform left running.
         self.isolation = plan_isolation(settings)
         identities = self.isolation.identities
+        # Smoke children fork from the data plane's zygote once it runs (deploy.local.smoke_fork).
+        self.smoke_fork = ForkedSmoke(run_dir_for(settings.data_dir))
         sandbox = SmokeSandbox(run_as=identities.for_function if identities is not None else None,
                                scratch_dir=settings.scratch_dir,
-                               processes=ProcessRecords(run_dir_for(settings.data_dir) / PROCESSES_DIR_NAME))
+                               processes=ProcessRecords(run_dir_for(settings.data_dir) / PROCESSES_DIR_NAME),
+                               fork=self.smoke_fork)
         # Targets besides local (deploy/targets.py), built on first use; the registry tells them of every
         # route change before it commits.
         self.targets = Targets({"knative": lambda: knative_target(settings), "lambda": lambda: lambda_target(settings)})
@@ -92,8 +98,9 @@ class Platform:
                                             deploy_branch=settings.deploy_branch,
                                             function_urls=self.control.function_urls,
                                             max_push_bytes=settings.max_upload_bytes)
-        # Everything that is not a function URL: /git/ to the remote, the rest to the control API.
-        self.platform_app: ASGIApp = self.git_remote.mount(self.control_app)
+        # Everything that is not a function URL: /console/ (static files), /git/ to the remote, the rest to the
+        # control API.
+        self.platform_app: ASGIApp = ConsoleRoute(self.git_remote.mount(self.control_app))
         # What uvicorn serves; attach_data_plane() puts the HostDispatcher (function URLs to the activator)
         # and /metrics in front of it.
         self.asgi_app: ASGIApp = self.platform_app
@@ -211,22 +218,59 @@ def attach_data_plane(platform: Platform) -> LocalDataPlane:
                            check_caller=platform.credentials.invoke_check,
                            identities=platform.isolation.identities,
                            logs_dir=Path(settings.data_dir) / "logs", access_log=settings.access_log,
-                           export_span=span_export.record if span_export is not None else None)
+                           export_span=span_export.record if span_export is not None else None,
+                           warm_templates_memory=settings.warm_templates_bytes)
     platform.data_plane = plane
     platform.control.scale_status = plane.status
     platform.control.function_logs = plane.logs
+    history = ScaleHistory(plane.activator.metrics_registry)  # the console's chart: a point a second per function
+    platform.control.scale_history = history
     plane.activator.metrics_registry.register(DeployCollector(platform.deployer.metrics))
     fallback = MetricsEndpoint(platform.platform_app, plane.activator.metrics_registry,
                                token=None if settings.metrics_public else platform.token)
     platform.asgi_app = HostDispatcher(plane.activator, fallback, settings.domain)
-    platform.on_start.append(plane.start)
+    platform.on_start.extend((plane.start, history.start))
+
+    async def fork_smoke_children() -> None:
+        platform.smoke_fork.attach(plane.supervisor)
+
+    async def spawn_smoke_children() -> None:
+        platform.smoke_fork.detach()
+
+    platform.on_start.append(fork_smoke_children)
     if span_export is not None:
         # Hooks stop in reverse order: this runs after plane.stop, so the spans of draining requests go too.
         async def flush_spans() -> None:
             await asyncio.to_thread(span_export.shutdown)
         platform.on_stop.append(flush_spans)
-    platform.on_stop.append(plane.stop)
+    platform.on_stop.extend((plane.stop, history.stop))
+    platform.on_stop.append(spawn_smoke_children)  # hooks stop in reverse: this one before the zygotes stop
+    grpc_port = settings.grpc_listen_port
+    if grpc_port is not None:
+        attach_grpc_front(platform, plane, grpc_port)
     return plane
+
+
+def attach_grpc_front(platform: Platform, plane: LocalDataPlane, port: int) -> None:
+    """The Open Inference Protocol over gRPC on its own port, through the activator (docs/grpc.md)."""
+    from activator.grpc_front import GrpcFront  # grpc's core starts threads: only platforms that serve it pay
+
+    front = GrpcFront(plane.activator, platform.settings.host, port)
+
+    async def start() -> None:
+        try:
+            await front.start()
+        except OSError as exc:
+            if platform.settings.grpc_port is not None:
+                raise  # a port the user chose: not serving it is an error
+            # The default port taken (another platform, another server): REST still serves; say why gRPC does not.
+            print(f"zeroserve gRPC is off: {exc}; choose another port with --grpc-port (-1: no gRPC)", flush=True)
+            return
+        print(f"zeroserve gRPC (Open Inference Protocol, every function by model name) at {front.address}",
+              flush=True)
+
+    platform.on_start.insert(0, start)  # first: a port in use stops the start before any replica runs
+    platform.on_stop.append(front.stop)  # hooks stop in reverse: calls in flight end before the data plane stops
 
 
 def run_dir_for(data_dir: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from zeroserve.api import events, export, functions, hooks, logs, status, tokens, traffic
+from zeroserve.api import events, export, functions, history, hooks, logs, status, tokens, traffic
 from zeroserve.api.auth import TokenAuth
 from zeroserve.api.context import ControlContext
 from zeroserve.api.errors import install_error_handlers
@@ -26,7 +26,7 @@ def create_control_app(ctx: ControlContext) -> FastAPI:
     )
     install_error_handlers(app)
     auth = [Depends(TokenAuth(ctx.credentials))]  # who asks, and does their token's scope cover the route
-    for module in (functions, traffic, events, status, logs, export, hooks, tokens):
+    for module in (functions, traffic, events, status, history, logs, export, hooks, tokens):
         app.include_router(module.build_router(ctx), prefix=API_PREFIX, dependencies=auth)
     # The git webhook authenticates by its HMAC signature, not the bearer token.
     app.include_router(hooks.build_public_router(ctx), prefix=API_PREFIX)

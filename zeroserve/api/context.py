@@ -11,6 +11,7 @@ from deploy.service import DeployService
 from protocol.function_urls import function_urls
 from revisions.registry import Registry
 from zeroserve.credentials import Credentials
+from zeroserve.scale_history import ScaleHistory
 from zeroserve.settings import Settings
 
 
@@ -27,6 +28,8 @@ class ControlContext:
     scale_status: Callable[[str], dict[str, Any]] | None = None
     # What the data plane's replicas wrote (deploy/local/replica_logs.py); None while only the control plane runs.
     function_logs: FunctionLogs | None = None
+    # Each function's requests/s, p95 and replicas over the last minutes (the console's chart); None likewise.
+    scale_history: ScaleHistory | None = None
 
     def function_urls(self, function: str, tags: list[str] | None = None) -> dict[str, Any]:
         """Where a function answers: `url`, `path_url` and `tags` (tag -> URL), as `FunctionUrls` has them."""

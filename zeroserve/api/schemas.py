@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from deploy.results import DeployStatus
 from protocol.function_urls import FunctionUrls
 from revisions.records import FunctionRecord, RevisionRecord, RevisionStatus, RouteRecord
+from revisions.registry import FailedBuildRecord
 from revisions.traffic import RolloutPlan, TrafficTarget
 
 # ------------------------------------------------------------------------------------------ request bodies
@@ -168,6 +169,20 @@ class FunctionDetail(FunctionView):
     target_states: list[TargetState] = Field(description="each target other than local, as it reports the function")
 
 
+class FailedBuild(BaseModel):
+    """A failed build or refused deploy of a function (newest 10 kept), with its cleaned build log."""
+
+    id: int = Field(description="increasing: a newer failed build has a greater id")
+    time: float = Field(description="seconds since the epoch")
+    message: str = Field(description="what failed, naming the file and the fault (the `build-failed` event's message)")
+    log: list[str] = Field(description="the build log, one line per item, secrets removed; a log over 64 KiB keeps its "
+                                       "tail after a first line saying it was clipped")
+
+    @classmethod
+    def of(cls, record: FailedBuildRecord) -> FailedBuild:
+        return cls(id=record.id, time=record.time, message=record.message, log=record.log)
+
+
 class Export(BaseModel):
     """A function as a target's resource (`zeroserve export knative FN`): what a deploy applies."""
 
@@ -284,6 +299,29 @@ class RevisionScaleStatus(BaseModel):
     last_error: str | None
     restarts: int
     replicas: list[ReplicaStatus]
+    warm_template: WarmTemplateStatus | None = None
+
+
+class WarmTemplateStatus(BaseModel):
+    """A revision's warm template (docs/supervisor.md): `ready` (its pid and the memory it holds of its own),
+    `starting`, or `none` with the reason when there is one (its load started threads, failed, too big)."""
+
+    state: Literal["ready", "starting", "none"]
+    pid: int | None
+    private_bytes: int
+    reason: str | None
+
+
+class WarmTemplatesSummary(BaseModel):
+    """All warm templates: the budget (--warm-templates-memory), how many are ready and what they hold; starts
+    forked from one (hits) or not (misses), and templates stopped to stay within the budget (evictions)."""
+
+    budget_bytes: int
+    count: int
+    bytes: int
+    hits: int
+    misses: int
+    evictions: int
 
 
 class TargetRevisionScale(BaseModel):
@@ -320,5 +358,6 @@ class ScaleStatus(BaseModel):
     function: str
     revisions: list[RevisionScaleStatus]
     data_plane: bool = Field(description="false while only the control plane runs (no scale status)")
+    warm_templates: WarmTemplatesSummary | None = None
     targets: list[TargetScaleStatus] = Field(default_factory=list,
                                              description="each target other than local: its scale per revision")

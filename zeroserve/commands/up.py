@@ -10,6 +10,7 @@ from zeroserve.commands.up_flags import (
     DataFlag,
     DeployBranchFlag,
     DomainFlag,
+    GrpcPortFlag,
     HeaderTimeoutFlag,
     HostFlag,
     KeepAliveTimeoutFlag,
@@ -31,11 +32,13 @@ from zeroserve.commands.up_flags import (
     QueueLimitFlag,
     RunAsFlag,
     RuntimeImageFlag,
+    WarmTemplatesMemoryFlag,
 )
 
 
 def up(
     port: PortFlag = None,
+    grpc_port: GrpcPortFlag = None,
     host: HostFlag = None,
     data: DataFlag = None,
     artifacts: ArtifactsFlag = None,
@@ -62,6 +65,7 @@ def up(
     lambda_role: LambdaRoleFlag = None,
     lambda_image: LambdaImageFlag = None,
     lambda_prefix: LambdaPrefixFlag = None,
+    warm_templates_memory: WarmTemplatesMemoryFlag = None,
 ) -> None:
     """Run the platform until Ctrl-C: function URLs (activator, autoscaler, replicas), /api/v1, /git/."""
     flags = dict(locals())  # every flag under its setting's name; only --data is named differently

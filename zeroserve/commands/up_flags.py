@@ -13,6 +13,14 @@ import typer
 
 PortFlag = Annotated[int | None, typer.Option("--port", help="TCP port (0: any free port) \\[default 8080]",
                                               show_default=False)]
+GrpcPortFlag = Annotated[int | None, typer.Option("--grpc-port", help="TCP port of gRPC (Open Inference Protocol) "
+                                                  "for every function; 0: any free port; -1: no gRPC \\[env "
+                                                  "ZEROSERVE_GRPC_PORT; default 8081, any free port with --port 0]",
+                                                  show_default=False)]
+WarmTemplatesMemoryFlag = Annotated[str | None, typer.Option("--warm-templates-memory", help="Memory the warm "
+                                                           "templates of recently used revisions may hold, e.g. "
+                                                           "512Mi; 0: none \\[env ZEROSERVE_WARM_TEMPLATES_MEMORY; "
+                                                           "default 512Mi]", show_default=False)]
 HostFlag = Annotated[str | None, typer.Option("--host", help="Address to bind \\[default 127.0.0.1]",
                                               show_default=False)]
 DataFlag = Annotated[Path | None, typer.Option("--data", help="Data dir: registry, artifacts, token "

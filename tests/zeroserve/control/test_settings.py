@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 # The variables are a public interface (README, docs, deployments): a rename here is a breaking change.
 VARIABLES = {
-    "host": "ZEROSERVE_HOST", "port": "ZEROSERVE_PORT", "data_dir": "ZEROSERVE_DATA",
+    "host": "ZEROSERVE_HOST", "port": "ZEROSERVE_PORT", "grpc_port": "ZEROSERVE_GRPC_PORT",
+    "data_dir": "ZEROSERVE_DATA",
     "artifacts": "ZEROSERVE_ARTIFACTS", "domain": "ZEROSERVE_DOMAIN", "keep_unrouted": "ZEROSERVE_KEEP_UNROUTED",
     "build_workers": "ZEROSERVE_BUILD_WORKERS", "max_upload_bytes": "ZEROSERVE_MAX_UPLOAD_BYTES",
     "smoke_timeout": "ZEROSERVE_SMOKE_TIMEOUT", "queue_limit": "ZEROSERVE_QUEUE_LIMIT",
@@ -29,6 +30,7 @@ VARIABLES = {
     "kube_service_account": "ZEROSERVE_KUBE_SERVICE_ACCOUNT", "kube_ready_timeout": "ZEROSERVE_KUBE_READY_TIMEOUT",
     "aws_region": "ZEROSERVE_AWS_REGION", "lambda_role": "ZEROSERVE_LAMBDA_ROLE",
     "lambda_image": "ZEROSERVE_LAMBDA_IMAGE", "lambda_prefix": "ZEROSERVE_LAMBDA_PREFIX",
+    "warm_templates_memory": "ZEROSERVE_WARM_TEMPLATES_MEMORY",
 }
 
 
