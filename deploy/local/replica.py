@@ -32,7 +32,7 @@ import uvicorn
 import uvloop
 
 from deploy.local.messages import STATUS_REPORT, ReplicaFailed, ReplicaReady, StartMarks, StatusReport
-from deploy.local.types import ReplicaSpec
+from deploy.local.types import ReplicaSpec, read_spec_memfd
 from functions.http_protocol import CoalescingHttpToolsProtocol  # head + body in one write
 from functions.isolation import OUT_OF_MEMORY_EXIT_CODE, confine, die_with_parent, is_out_of_memory
 from functions.isolation.limits import out_of_memory_message
@@ -271,14 +271,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 def read_spec(fd: int) -> ReplicaSpec:
-    """Read the spec from its memfd, and close it: it holds the function's env."""
-    chunks = []
-    try:
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return ReplicaSpec.from_json(b"".join(chunks))
+    return ReplicaSpec.from_json(read_spec_memfd(fd))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -135,3 +136,14 @@ class TemplateSpec:
 
 
 TEMPLATE_SPEC: Final = TypeAdapter(TemplateSpec)
+
+
+def read_spec_memfd(fd: int) -> bytes:
+    """All of a spec's memfd (ReplicaSpec, TemplateSpec), which is then closed: it holds the function's env."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)

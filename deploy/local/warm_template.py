@@ -51,7 +51,7 @@ from deploy.local.replica import (
     read_spec,
     run_replica,
 )
-from deploy.local.types import TemplateSpec
+from deploy.local.types import TemplateSpec, read_spec_memfd
 from functions.isolation import confine
 from protocol.manifest import FunctionManifest
 
@@ -70,14 +70,7 @@ def private_bytes() -> int:
 
 
 def read_template_spec(fd: int) -> TemplateSpec:
-    """Read the spec from its memfd, and close it: it holds the function's env."""
-    chunks = []
-    try:
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return TemplateSpec.from_json(b"".join(chunks))
+    return TemplateSpec.from_json(read_spec_memfd(fd))
 
 
 def load(spec: TemplateSpec, zygote_pid: int) -> Any:
