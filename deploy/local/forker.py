@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import time
+from abc import ABC, abstractmethod
 from typing import Any, NoReturn
 
 from pydantic import TypeAdapter
@@ -30,7 +31,7 @@ def thread_count() -> int:
         return -1  # unknown: treated as unsafe
 
 
-class Forker:
+class Forker(ABC):
     """Forks children on request (`handle`, `run_child`: what a subclass does), reaps them and reports their exits."""
 
     messages: TypeAdapter[Any]
@@ -75,8 +76,9 @@ class Forker:
                     self.drain_wakeups()
                     self.reap()
 
+    @abstractmethod
     def handle(self, data: bytes, fds: list[int]) -> None:
-        raise NotImplementedError
+        """One control message from the supervisor, with the fds that came with it."""
 
     def fork(self, replica_id: str, spec_fd: int, output: tuple[int, int] | None = None, *,
              extra_fd: int | None = None, role: str = "replica") -> None:
@@ -112,9 +114,9 @@ class Forker:
             for fd in fds:
                 os.close(fd)
 
+    @abstractmethod
     def run_child(self, role: str, spec_fd: int, status_w: int, started: float, extra_fd: int | None) -> NoReturn:
         """In the forked child, with the parent's state dropped (`become_replica`): become what was asked for."""
-        raise NotImplementedError
 
     def on_control_closed(self) -> None:
         """The supervisor is gone: stop every child."""
