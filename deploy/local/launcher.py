@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,29 +27,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import ValidationError
-
+from deploy.local.fork_channel import ForkChannel
 from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.messages import (
     FORK,
     FORK_REQUEST,
     SPAWN,
-    STATUS_REPORT,
     ZYGOTE_MESSAGE,
     ZYGOTE_REQUEST,
-    Exited,
-    Forked,
-    ForkFailed,
     ForkRequest,
     LaunchMode,
-    ReplicaFailed,
     SmokeRequest,
-    StatusReport,
     TemplateRequest,
     ZygoteHello,
     ZygoteKind,
-    ZygoteMessage,
 )
+from deploy.local.replica_process import ReplicaProcess
 from deploy.local.types import ReplicaSpec, TemplateSpec
 from functions.isolation import inherited_environment
 from functions.isolation.environment import with_runtime_on_path
@@ -60,110 +52,10 @@ log = logging.getLogger("zeroserve.supervisor")
 
 ZYGOTE_HELLO_TIMEOUT = 120.0   # importing torch on a busy 2-core machine can take tens of seconds
 ZYGOTE_STOP_TIMEOUT = 5.0
-MAX_STATUS_BYTES = 64 << 10
 
 
 class LaunchError(RuntimeError):
     """The replica process could not be created at all (not a load error: that comes over its pipe)."""
-
-
-class ReplicaProcess:
-    def __init__(self, pid: int, status_fd: int, pidfd: int | None, mode: LaunchMode):
-        self.pid = pid
-        self.mode = mode
-        self.returncode: int | None = None
-        self._status_fd: int | None = status_fd
-        self._pidfd = pidfd
-        self._loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = self._loop.create_future()
-        self._returncode_known = asyncio.Event()
-        if pidfd is not None:
-            self._loop.add_reader(pidfd, self._on_pidfd, pidfd)
-
-    def _on_pidfd(self, pidfd: int) -> None:
-        self._loop.remove_reader(pidfd)
-        self.mark_exited()
-
-    def mark_exited(self, returncode: int | None = None) -> None:
-        if returncode is not None and self.returncode is None:
-            self.returncode = returncode
-            self._returncode_known.set()
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    async def exit_description(self, wait: float = 1.0) -> str:
-        """'exit status N' / 'killed by SIGKILL', waiting briefly for the reaper to tell us."""
-        if self.returncode is None:
-            try:
-                await asyncio.wait_for(self._returncode_known.wait(), wait)
-            except TimeoutError:
-                return "exit status unknown"
-        code = self.returncode
-        assert code is not None
-        if code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
-
-    async def read_status(self) -> StatusReport | None:
-        """The replica's one status report; None when it died (or closed the pipe) without one."""
-        fd = self._status_fd
-        if fd is None:
-            return None
-        os.set_blocking(fd, False)
-        done: asyncio.Future[bytes] = self._loop.create_future()
-        buffer = bytearray()
-
-        def on_readable() -> None:
-            try:
-                chunk = os.read(fd, 4096)
-            except BlockingIOError:
-                return
-            except OSError:
-                chunk = b""
-            buffer.extend(chunk)
-            if (not chunk or b"\n" in buffer or len(buffer) > MAX_STATUS_BYTES) and not done.done():
-                done.set_result(bytes(buffer))
-
-        self._loop.add_reader(fd, on_readable)
-        try:
-            data = await done
-        finally:
-            self._loop.remove_reader(fd)
-            self.close_status()
-        line = data.split(b"\n", 1)[0]
-        if not line:
-            return None
-        try:
-            return STATUS_REPORT.validate_json(line)
-        except ValidationError:
-            return ReplicaFailed(error=f"unreadable status line from replica: {line[:200]!r}")
-
-    def close_status(self) -> None:
-        if self._status_fd is not None:
-            os.close(self._status_fd)
-            self._status_fd = None
-
-    def send_signal(self, sig: int) -> None:
-        if self.exited.done():
-            return
-        try:
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, sig)
-            else:
-                os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def close(self) -> None:
-        self.close_status()
-        if self._pidfd is not None:
-            if not self.exited.done():
-                self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
 
 
 # (stdout, stderr): the write ends a replica gets as its fds 1 and 2; None: it shares the platform's.
@@ -200,32 +92,6 @@ def spec_memfd(spec: ReplicaSpec | TemplateSpec) -> int:
         written += os.write(fd, data[written:])
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
-    """sendmsg with SCM_RIGHTS on a non-blocking socket, waiting for room when the buffer is full."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            socket.send_fds(sock, [data], fds)
-            return
-        except BlockingIOError:
-            writable: asyncio.Future[None] = loop.create_future()
-            loop.add_writer(sock, _resolve, writable)
-            try:
-                await writable
-            finally:
-                loop.remove_writer(sock)
 
 
 class SpawnLauncher:
@@ -295,12 +161,9 @@ class ZygoteLauncher:
         self.processes = processes
         self.hello: ZygoteHello | None = None
         self._popen: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
+        self._channel: ForkChannel | None = None  # our end of the zygote's control socket
         self._zygote_exit: asyncio.Future[None] | None = None
         self._hello_future: asyncio.Future[ZygoteHello] | None = None
-        self._pending: dict[str, asyncio.Future[ReplicaProcess]] = {}
-        self._processes: dict[int, ReplicaProcess] = {}
-        self._early_exits: dict[int, int] = {}
         self._spawn: SpawnLauncher | None = None
         self._closed = False
 
@@ -327,11 +190,10 @@ class ZygoteLauncher:
             theirs.close()
         if self.processes is not None:
             self.processes.add(self._popen.pid, f"zygote {self.kind}")
-        ours.setblocking(False)
-        self._control = ours
         self._hello_future = loop.create_future()
         self._zygote_exit = loop.create_future()
-        loop.add_reader(ours, self._on_control)
+        self._channel = ForkChannel(ours, f"zygote '{self.kind}'", ZYGOTE_MESSAGE, self.mode, error=LaunchError,
+                                    on_message=self._on_hello, on_closed=self._on_control_closed)
         pidfd = _pidfd_open(self._popen.pid)
         if pidfd is not None:
             def on_exit() -> None:
@@ -345,7 +207,8 @@ class ZygoteLauncher:
 
     @property
     def running(self) -> bool:
-        return self._control is not None and self._zygote_exit is not None and not self._zygote_exit.done()
+        return (self._channel is not None and self._channel.open and self._zygote_exit is not None
+                and not self._zygote_exit.done())
 
     async def ready(self) -> ZygoteHello:
         if not self.running:
@@ -356,62 +219,6 @@ class ZygoteLauncher:
         except TimeoutError:
             raise LaunchError(f"zygote '{self.kind}' did not finish its imports in "
                               f"{ZYGOTE_HELLO_TIMEOUT:.0f}s") from None
-
-    def _on_control(self) -> None:
-        assert self._control is not None
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._control, 1 << 16, 2)
-            except BlockingIOError:
-                return
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                self._on_control_closed()
-                return
-            try:
-                message = ZYGOTE_MESSAGE.validate_json(data)
-            except ValidationError as exc:
-                log.error("zygote '%s' sent an unreadable message (%s): %r", self.kind, exc, data[:200])
-                _close_all(fds)
-                continue
-            self._handle(message, fds)
-
-    def _handle(self, message: ZygoteMessage, fds: list[int]) -> None:
-        if isinstance(message, Forked):
-            self._on_forked(message, fds)  # the fds are the replica's now
-            return
-        if isinstance(message, ZygoteHello):
-            self._on_hello(message)
-        elif isinstance(message, ForkFailed):
-            future = self._pending.pop(message.replica_id, None)
-            if future is not None and not future.done():
-                future.set_exception(LaunchError(message.error))
-        else:
-            self._on_exited(message)
-        _close_all(fds)
-
-    def _on_forked(self, message: Forked, fds: list[int]) -> None:
-        pidfd, status_fd = (fds[0], fds[1]) if message.has_pidfd else (None, fds[0])
-        process = ReplicaProcess(message.pid, status_fd, pidfd, self.mode)
-        self._processes[process.pid] = process  # until the zygote reports it reaped
-        if process.pid in self._early_exits:  # reaped before we got here (no-pidfd kernels)
-            process.mark_exited(self._early_exits.pop(process.pid))
-        future = self._pending.pop(message.replica_id, None)
-        if future is None or future.done():
-            process.send_signal(signal.SIGKILL)  # nobody waits for it any more
-            process.exited.add_done_callback(lambda _: process.close())
-        else:
-            future.set_result(process)
-
-    def _on_exited(self, message: Exited) -> None:
-        reaped = self._processes.pop(message.pid, None)
-        if reaped is not None:
-            reaped.mark_exited(message.returncode)
-        else:
-            self._early_exits[message.pid] = message.returncode
-            if len(self._early_exits) > 1024:
-                self._early_exits.pop(next(iter(self._early_exits)))
 
     def _on_hello(self, hello: ZygoteHello) -> None:
         self.hello = hello
@@ -431,19 +238,14 @@ class ZygoteLauncher:
 
     def _on_control_closed(self) -> None:
         """The zygote closed its end (it is exiting): nothing more can be forked from it."""
-        if self._control is not None:
-            asyncio.get_running_loop().remove_reader(self._control)
-            self._control.close()
-            self._control = None
         error = LaunchError(f"zygote '{self.kind}' exited")
         if self._hello_future is not None and not self._hello_future.done():
             self._hello_future.set_exception(error)
             self._hello_future.exception()  # retrieved here; waiters get it through ready()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
-        self._pending.clear()
-        self._processes.clear()  # replicas die with their zygote (PR_SET_PDEATHSIG); pidfds report it
+        if self._channel is not None:
+            self._channel.close()
+            self._channel.fail_pending(error)
+            self._channel.processes.clear()  # replicas die with their zygote (PR_SET_PDEATHSIG); pidfds report it
 
     def _on_zygote_exit(self) -> None:
         self._on_control_closed()
@@ -471,19 +273,11 @@ class ZygoteLauncher:
             if self._spawn is None:
                 self._spawn = SpawnLauncher(self.spec_dir, view=self.view, processes=self.processes)
             return await self._spawn.launch(spec, output)
-        if spec.replica_id in self._pending:
-            raise LaunchError(f"replica {spec.replica_id} is already starting")
-        future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
-        self._pending[spec.replica_id] = future
         message = FORK_REQUEST.dump_json(ForkRequest(replica_id=spec.replica_id))
         spec_fd = spec_memfd(spec)
         try:
-            assert self._control is not None
             # The zygote makes the output pipes the child's fds 1 and 2, and closes its own copies.
-            await send_with_fds(self._control, message, [spec_fd, *(output or ())])
-        except (OSError, AssertionError) as exc:
-            self._pending.pop(spec.replica_id, None)
-            raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+            future = await self._request(spec.replica_id, "replica", message, [spec_fd, *(output or ())])
         finally:
             os.close(spec_fd)  # the zygote holds its own copy until it has forked
         return await future
@@ -500,20 +294,15 @@ class ZygoteLauncher:
             raise LaunchError(hello.isolation_error)
         if not hello.fork_safe:
             raise LaunchError(f"zygote '{self.kind}' is not fork-safe: {hello.reason}")
-        if spec.template_id in self._pending:
-            raise LaunchError(f"template {spec.template_id} is already starting")
-        future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
-        self._pending[spec.template_id] = future
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec_fd = spec_memfd(spec)
         try:
-            assert self._control is not None
             message = ZYGOTE_REQUEST.dump_json(TemplateRequest(template_id=spec.template_id))
-            await send_with_fds(self._control, message, [spec_fd, theirs.fileno(), *(output or ())])
-        except (OSError, AssertionError) as exc:
-            self._pending.pop(spec.template_id, None)
+            future = await self._request(spec.template_id, "template", message,
+                                         [spec_fd, theirs.fileno(), *(output or ())])
+        except LaunchError:
             ours.close()
-            raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+            raise
         finally:
             os.close(spec_fd)
             theirs.close()  # the template holds its own copy
@@ -533,25 +322,22 @@ class ZygoteLauncher:
         hello = await self.ready()
         if hello.isolation_error or not hello.fork_safe:
             return None
-        if smoke_id in self._pending:
-            raise LaunchError(f"smoke child {smoke_id} is already starting")
-        future: asyncio.Future[ReplicaProcess] = asyncio.get_running_loop().create_future()
-        self._pending[smoke_id] = future
         request_fd = os.memfd_create(f"zeroserve-smoke-{smoke_id}", os.MFD_CLOEXEC)
         try:
             os.write(request_fd, request)
             os.lseek(request_fd, 0, os.SEEK_SET)
-            assert self._control is not None
-            await send_with_fds(self._control, ZYGOTE_REQUEST.dump_json(SmokeRequest(smoke_id=smoke_id)),
-                                [request_fd, *output])
-        except (OSError, AssertionError) as exc:
-            self._pending.pop(smoke_id, None)
-            raise LaunchError(f"zygote '{self.kind}' is not reachable: {exc}") from None
+            future = await self._request(smoke_id, "smoke child", ZYGOTE_REQUEST.dump_json(
+                SmokeRequest(smoke_id=smoke_id)), [request_fd, *output])
         finally:
             os.close(request_fd)
         process = await future
         process.close_status()  # its report is its stdout and exit status
         return process
+
+    async def _request(self, key: str, what: str, message: bytes, fds: list[int]) -> asyncio.Future[ReplicaProcess]:
+        if self._channel is None:
+            raise LaunchError(f"zygote '{self.kind}' is not reachable")
+        return await self._channel.request(key, what, message, fds)
 
     async def close(self) -> None:
         """Close the control socket (the zygote stops its children and exits), then make sure it did."""

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploy.local.identities import IdentityPolicy
-from deploy.local.launcher import Launcher, LaunchError, ReplicaProcess, SpawnLauncher, ZygoteLauncher, spec_memfd
+from deploy.local.launcher import Launcher, LaunchError, SpawnLauncher, ZygoteLauncher, spec_memfd
 from deploy.local.limits import FORK_SAFETY_ENV
 from deploy.local.messages import ReplicaFailed, ReplicaReady, StatusReport, ZygoteKind
 from deploy.local.replica import bind_unix_socket
@@ -64,6 +64,7 @@ from deploy.local.replica_plan import (
     failure_exit,
     plan,
 )
+from deploy.local.replica_process import ReplicaProcess
 from deploy.local.template_process import TemplateError, TemplateProcess
 from deploy.local.types import (
     ExitReason,

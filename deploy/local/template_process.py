@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
+from typing import Any
 
-from pydantic import ValidationError
-
-from deploy.local.launcher import ReplicaProcess
+from deploy.local.fork_channel import ForkChannel
 from deploy.local.messages import (
     FORK_REQUEST,
     TEMPLATE,
     TEMPLATE_MESSAGE,
-    Exited,
-    Forked,
-    ForkFailed,
     ForkRequest,
     TemplateFailed,
     TemplateReady,
 )
+from deploy.local.replica_process import ReplicaProcess
 
 log = logging.getLogger("zeroserve.supervisor")
 
@@ -44,100 +39,40 @@ class TemplateProcess:
         self.process = process                  # the template's own process (a zygote child)
         self.private_bytes = 0
         self.load_ms = 0.0
-        self._control: socket.socket | None = control
-        self._replicas: dict[int, ReplicaProcess] = {}     # until the template reports it reaped them
-        self._early_exits: dict[int, int] = {}
         self.retired = False
-        self._loop = asyncio.get_running_loop()
-        self.ready: asyncio.Future[TemplateReady] = self._loop.create_future()
-        self._pending: dict[str, asyncio.Future[ReplicaProcess]] = {}
-        control.setblocking(False)
-        self._loop.add_reader(control, self._on_control)
+        self.ready: asyncio.Future[TemplateReady] = asyncio.get_running_loop().create_future()
+        self._channel = ForkChannel(control, f"warm template {template_id}", TEMPLATE_MESSAGE, TEMPLATE,
+                                    error=TemplateError, on_message=self._on_message, on_closed=self.close)
         process.exited.add_done_callback(lambda _: self.close())
 
     @property
     def usable(self) -> bool:
-        return (self._control is not None and not self.retired and self.ready.done() and not self.ready.cancelled()
+        return (self._channel.open and not self.retired and self.ready.done() and not self.ready.cancelled()
                 and self.ready.exception() is None)
 
-    def _on_control(self) -> None:
-        assert self._control is not None
-        while self._control is not None:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._control, 1 << 16, 2)
-            except BlockingIOError:
-                return
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                self.close()
-                return
-            try:
-                message = TEMPLATE_MESSAGE.validate_json(data)
-            except ValidationError as exc:
-                log.error("warm template %s sent an unreadable message (%s): %r", self.template_id, exc, data[:200])
-                _close_all(fds)
-                continue
-            if isinstance(message, Forked):
-                self._on_forked(message, fds)
-                continue
-            _close_all(fds)
-            if isinstance(message, TemplateReady):
-                self.private_bytes = message.private_bytes
-                self.load_ms = message.load_ms
-                if not self.ready.done():
-                    self.ready.set_result(message)
-            elif isinstance(message, TemplateFailed):
-                self._fail(TemplateError(message.error))
-            elif isinstance(message, ForkFailed):
-                future = self._pending.pop(message.replica_id, None)
-                if future is not None and not future.done():
-                    future.set_exception(TemplateError(message.error))
-            elif isinstance(message, Exited):
-                reaped = self._replicas.pop(message.pid, None)
-                if reaped is not None:
-                    reaped.mark_exited(message.returncode)
-                elif len(self._early_exits) < 1024:
-                    self._early_exits[message.pid] = message.returncode
-
-    def _on_forked(self, message: Forked, fds: list[int]) -> None:
-        pidfd, status_fd = (fds[0], fds[1]) if message.has_pidfd else (None, fds[0])
-        process = ReplicaProcess(message.pid, status_fd, pidfd, TEMPLATE)
-        self._replicas[process.pid] = process
-        if process.pid in self._early_exits:  # reaped before we got here (no-pidfd kernels)
-            process.mark_exited(self._early_exits.pop(process.pid))
-        future = self._pending.pop(message.replica_id, None)
-        if future is None or future.done():
-            process.send_signal(signal.SIGKILL)  # nobody waits for it any more
-            process.exited.add_done_callback(lambda _: process.close())
-        else:
-            future.set_result(process)
+    def _on_message(self, message: Any) -> None:
+        if isinstance(message, TemplateReady):
+            self.private_bytes = message.private_bytes
+            self.load_ms = message.load_ms
+            if not self.ready.done():
+                self.ready.set_result(message)
+        elif isinstance(message, TemplateFailed):
+            self._fail(TemplateError(message.error))
 
     async def launch(self, replica_id: str, spec_fd: int, sock: socket.socket,
                      output: tuple[int, int] | None) -> ReplicaProcess:
         """Fork a replica from the template; it serves on `sock` (bound by the supervisor)."""
-        if not self.usable or self._control is None:
+        if not self.usable:
             raise TemplateError(f"warm template {self.template_id} is not ready")
-        if replica_id in self._pending:
-            raise TemplateError(f"replica {replica_id} is already starting")
-        future: asyncio.Future[ReplicaProcess] = self._loop.create_future()
-        self._pending[replica_id] = future
         data = FORK_REQUEST.dump_json(ForkRequest(replica_id=replica_id))
-        try:
-            socket.send_fds(self._control, [data], [spec_fd, sock.fileno(), *(output or ())])
-        except OSError as exc:
-            self._pending.pop(replica_id, None)
-            raise TemplateError(f"warm template {self.template_id} is not reachable: {exc}") from None
+        future = await self._channel.request(replica_id, "replica", data, [spec_fd, sock.fileno(), *(output or ())])
         return await future
 
     def _fail(self, error: TemplateError) -> None:
         if not self.ready.done():
             self.ready.set_exception(error)
             self.ready.exception()  # retrieved here; waiters get it through `ready`
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
-        self._pending.clear()
+        self._channel.fail_pending(error)
 
     def retire(self) -> None:
         """Fork nothing more: the template exits when its last replica has (they keep serving until then)."""
@@ -145,28 +80,16 @@ class TemplateProcess:
             return
         self.retired = True
         self._fail(TemplateError(f"warm template {self.template_id} retired"))
-        if self._control is not None:
-            try:
-                self._control.shutdown(socket.SHUT_WR)
-            except OSError:
-                self.close()
+        if self._channel.open and not self._channel.shutdown_write():
+            self.close()
 
     def close(self) -> None:
         """The template is gone (its socket reached end of file, or it exited): forget it."""
         self.retired = True
-        if self._control is not None:
-            self._loop.remove_reader(self._control)
-            self._control.close()
-            self._control = None
+        self._channel.close()
         self._fail(TemplateError(f"warm template {self.template_id} stopped"))
-        for replica in self._replicas.values():
+        for replica in self._channel.processes.values():
             replica.mark_exited()  # its replicas died with it (PR_SET_PDEATHSIG); their pidfds say so too
-        self._replicas.clear()
+        self._channel.processes.clear()
         if self.process.exited.done():
             self.process.close()
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)
-

@@ -9,7 +9,6 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from deploy.local.launcher import ReplicaProcess
 from deploy.local.messages import (
     FORK_REQUEST,
     STATUS_REPORT,
@@ -29,6 +28,7 @@ from deploy.local.messages import (
     TemplateRequest,
     ZygoteHello,
 )
+from deploy.local.replica_process import ReplicaProcess
 from deploy.local.types import ReplicaSpec
 from functions.isolation import Confinement, Identity
 
