@@ -42,6 +42,9 @@ REVISION_HEADER = b"zeroserve-revision"
 # On a response to a request that found its revision at zero replicas and waited for one to start.
 COLD_START_HEADER = (b"zeroserve-cold-start", b"true")
 RETRY_AFTER_SECONDS = b"1"
+# How long a replica that dropped a connection before answering gets no new request, unless the supervisor
+# relists the replicas sooner (it does within milliseconds of a death): RevisionThrottler.suspect.
+SUSPECT_SECONDS = 1.0
 # nginx's code for "the client closed the request"; only ever recorded, never sent.
 CLIENT_CLOSED = 499
 
@@ -292,8 +295,10 @@ class Activator:
             if error.status == 502:
                 # The replica dropped a connection before answering: it crashed or is being killed. Its other
                 # pooled connections have not told us yet; sending the next requests over them would lose
-                # those too, while a new connection to a dead replica is refused and retried elsewhere.
+                # those too. New connections are no better until the process is gone (its listening socket
+                # may still accept, then reset), so no request goes to it until the supervisor relists it.
                 tracker.client.discard_idle()
+                state.throttler.suspect(tracker, SUSPECT_SECONDS)
             state.counters.observe_latency(asyncio.get_running_loop().time() - arrived)
             message = (f"replica {tracker.replica_id} of revision '{state.name}' {error.message}"
                        + (f" (timeout {state.settings.timeout_seconds:g}s)" if error.status == 504 else ""))

@@ -174,6 +174,23 @@ class RevisionThrottler(Generic[Client]):
             self._close_client(tracker.client)
         self.breaker.release()
 
+    def suspect(self, tracker: ReplicaTracker[Client], seconds: float) -> None:
+        """Stop routing to a replica that dropped a connection before answering: it is almost surely dying.
+        A killed process's listening socket can outlive its connections by a moment, so a connection made
+        then is accepted and reset, losing the request; the supervisor relists the replicas within
+        milliseconds of the death. Its next listing clears the mark, and so does `seconds` passing, for a
+        replica that turns out to be alive (a lone replica is never shut out for longer than that)."""
+        if self._listed.get(tracker.replica_id) is not tracker:
+            return
+        self._unreachable.add(tracker.replica_id)
+        self._update_capacity()
+        asyncio.get_running_loop().call_later(seconds, self._clear_suspicion, tracker)
+
+    def _clear_suspicion(self, tracker: ReplicaTracker[Client]) -> None:
+        if self._listed.get(tracker.replica_id) is tracker and tracker.replica_id in self._unreachable:
+            self._unreachable.discard(tracker.replica_id)
+            self._update_capacity()
+
     def fail_pending(self, message: str) -> int:
         return self.breaker.fail_waiters(PendingFailed(message))
 

@@ -166,6 +166,37 @@ def test_unreachable_replica_leaves_the_set_until_listed_again():
     run(scenario())
 
 
+def test_a_suspect_replica_gets_nothing_until_listed_again_or_its_time_is_up():
+    async def scenario():
+        made, _ = throttler(concurrency=1)
+        made.set_endpoints(endpoints("a", "b"))
+        tracker = await made.acquire(None)
+        made.suspect(tracker, 60)
+        made.release(tracker)
+        assert [t.replica_id for t in made.routable] == ["b"] and made.breaker.capacity == 1
+        made.set_endpoints(endpoints("a", "b"))  # the supervisor's listing clears it
+        assert [t.replica_id for t in made.routable] == ["a", "b"]
+
+        # A lone replica that turns out to be alive: requests wait for it, and go once the time is up.
+        made.set_endpoints(endpoints("a"))
+        tracker = await made.acquire(None)
+        made.suspect(tracker, 0.05)
+        made.release(tracker)
+        assert made.routable == [] and made.breaker.capacity == 0
+        waiting = asyncio.create_task(made.acquire(None))
+        await settle()
+        assert not waiting.done()
+        assert (await asyncio.wait_for(waiting, 5)).replica_id == "a"
+        assert [t.replica_id for t in made.routable] == ["a"]
+
+        # A replica no longer listed (or listed anew) is not touched by an old suspicion.
+        stale = made.routable[0]
+        made.set_endpoints([ReplicaEndpoint("a", "/tmp/other.sock")])
+        made.suspect(stale, 60)
+        assert [t.replica_id for t in made.routable] == ["a"]
+    run(scenario())
+
+
 def test_slot_granted_under_a_shrinking_set_waits_again():
     async def scenario():
         made, _ = throttler(concurrency=1)
