@@ -110,6 +110,15 @@ def remote_artifact_uri(store: str | None, digest: str, *, target: str, reached_
     return format_artifact_uri(store, digest)
 
 
+def check_remote_artifact_uri(artifact_uri: str, *, target: str, reached_by: str) -> ArtifactURI:
+    """An artifact URI handed to a target outside this machine, parsed; ArtifactURIError unless it names S3."""
+    uri = parse_artifact_uri(artifact_uri)
+    if uri.scheme != "s3":
+        raise ArtifactURIError(f"the artifact {artifact_uri} is in a store {reached_by} cannot reach; the {target} "
+                               "target needs ZEROSERVE_ARTIFACTS=s3://bucket/prefix")
+    return uri
+
+
 def parse_artifact_uri(text: str) -> ArtifactURI:
     """'STORE@sha256:<hex>' -> ArtifactURI; anything else raises ArtifactURIError saying what is wrong."""
     if not isinstance(text, str) or not text.strip():

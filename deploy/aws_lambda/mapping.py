@@ -26,7 +26,7 @@ from typing import Any
 
 from protocol.durations import format_duration
 from protocol.manifest import Batching, FunctionManifest, Resources, Scaling
-from revisions.artifact_uri import ArtifactURIError, parse_artifact_uri, remote_artifact_uri
+from revisions.artifact_uri import ArtifactURIError, check_remote_artifact_uri, remote_artifact_uri
 
 ARTIFACT_ENV = "ZEROSERVE_ARTIFACT"
 REVISION_ENV = "ZEROSERVE_REVISION"
@@ -300,13 +300,9 @@ def _check_revision(function: str, revision: str) -> None:
 
 def _check_artifact_uri(revision: str, artifact_uri: str) -> None:
     try:
-        uri = parse_artifact_uri(artifact_uri)
+        check_remote_artifact_uri(artifact_uri, target="Lambda", reached_by="Lambda")
     except ArtifactURIError as exc:
         raise LambdaMappingError(f"revision '{revision}': {exc}") from None
-    if uri.scheme != "s3":
-        raise LambdaMappingError(
-            f"revision '{revision}': the artifact {artifact_uri} is in a store Lambda cannot reach; the Lambda "
-            "target needs ZEROSERVE_ARTIFACTS=s3://bucket/prefix")
 
 
 __all__ = [

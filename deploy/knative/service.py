@@ -34,7 +34,7 @@ from typing import Any
 from autoscaler.config import resolve_metric_target
 from protocol.durations import format_duration
 from protocol.manifest import FunctionManifest, Scaling
-from revisions.artifact_uri import ArtifactURIError, parse_artifact_uri, remote_artifact_uri
+from revisions.artifact_uri import ArtifactURIError, check_remote_artifact_uri, remote_artifact_uri
 from revisions.traffic import TrafficTarget, freeze_latest
 
 API_VERSION = "serving.knative.dev/v1"
@@ -296,13 +296,9 @@ def _check_revision(function: str, revision: str) -> None:
 
 def _check_artifact_uri(function: str, revision: str, artifact_uri: str) -> None:
     try:
-        uri = parse_artifact_uri(artifact_uri)
+        check_remote_artifact_uri(artifact_uri, target="Knative", reached_by="the cluster")
     except ArtifactURIError as exc:
-        raise KnativeTranslationError(f"revision '{revision}': {exc}") from None
-    if uri.scheme != "s3":
-        raise KnativeTranslationError(
-            f"revision '{revision}' of '{function}': the artifact {artifact_uri} is in a store the cluster cannot "
-            "reach; the Knative target needs ZEROSERVE_ARTIFACTS=s3://bucket/prefix")
+        raise KnativeTranslationError(f"revision '{revision}' of '{function}': {exc}") from None
 
 
 def _number(value: float) -> str:
