@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel
 
 from functions.http import (
@@ -174,11 +175,11 @@ class FunctionApp:
     def _bind(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]], model: str,
               version: str | None) -> Handler:
         async def bound(scope: Scope, receive: Receive, send: Send) -> None:
-            self._check_model(model, version)
+            self.check_model(model, version)
             await handler(scope, receive, send)
         return bound
 
-    def _check_model(self, model: str, version: str | None) -> None:
+    def check_model(self, model: str, version: str | None) -> None:
         if model != self.model:
             raise ModelNotFound(f"model '{model}' is not served here; this function serves '{self.model}'")
         if version is not None and version not in self.versions:
@@ -189,9 +190,20 @@ class FunctionApp:
         raise NotFound(f"no route for {scope['path']}; this runtime serves /v2/... (Open Inference "
                             "Protocol) and /v1/models/... (KServe V1)")
 
-    def _require_ready(self) -> None:
+    def require_ready(self) -> None:
         if not self.ready:
             raise Unavailable(f"model '{self.model}' is not ready")
+
+    async def infer(self, inputs: dict[str, np.ndarray], output_names: Sequence[str] | None
+                    ) -> dict[str, np.ndarray]:
+        """A decoded V2 request's inputs -> its outputs, each side checked against the model's metadata: what
+        REST and gRPC (functions/grpc_server.py) share once they have decoded their own wire form."""
+        metadata = self.function.metadata
+        check_inputs(self.model, metadata, inputs)
+        check_requested_outputs(self.model, metadata, output_names)
+        outputs = await self.runner.infer(inputs)
+        check_produced_outputs(self.model, outputs, output_names)
+        return outputs
 
     # --- health and metadata -------------------------------------------------------------------------
 
@@ -233,15 +245,11 @@ class FunctionApp:
     # --- inference -----------------------------------------------------------------------------------
 
     async def _v2_infer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._require_ready()
+        self.require_ready()
         body = await read_body(scope, receive, self.max_body_bytes)
         header_length = parse_header_length(header(scope, b"inference-header-content-length"), len(body))
         request = decode_infer_request(body, header_length)
-        metadata = self.function.metadata
-        check_inputs(self.model, metadata, request.inputs)
-        check_requested_outputs(self.model, metadata, request.output_names)
-        outputs = await self.runner.infer(request.inputs)
-        check_produced_outputs(self.model, outputs, request.output_names)
+        outputs = await self.infer(request.inputs, request.output_names)
         encoded = encode_infer_response(self.model, outputs, request=request, model_version=self.revision)
         headers = list(self._extra_headers)
         if encoded.header_length is None:
@@ -251,7 +259,7 @@ class FunctionApp:
         await send_response(send, 200, encoded.parts, headers)
 
     async def _v1_predict(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._require_ready()
+        self.require_ready()
         body = await read_body(scope, receive, self.max_body_bytes)
         request = decode_predict_request(body, self.function.metadata.inputs)
         check_inputs(self.model, self.function.metadata, request.inputs)

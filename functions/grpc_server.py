@@ -20,7 +20,6 @@ import grpc
 
 from functions.app import SERVER_NAME, SERVER_VERSION, FunctionApp
 from functions.request_context import enter_request
-from functions.validation import check_inputs, check_produced_outputs, check_requested_outputs
 from protocol.grpc import grpc_predict_v2_pb2 as pb
 from protocol.grpc.service import Context, generic_handler
 from protocol.grpc.status import grpc_code
@@ -74,15 +73,10 @@ class RuntimeInferenceService:
         rid = enter_request([(key.encode("latin-1"), value.encode("latin-1"))
                              for key, value in context.invocation_metadata() or () if isinstance(value, str)])
         try:
-            if not app.ready:
-                raise Unavailable(f"model '{app.model}' is not ready")
-            app._check_model(request.model_name, request.model_version or None)
+            app.require_ready()
+            app.check_model(request.model_name, request.model_version or None)
             decoded = decode_infer_request(request)
-            metadata = app.function.metadata
-            check_inputs(app.model, metadata, decoded.inputs)
-            check_requested_outputs(app.model, metadata, decoded.output_names)
-            outputs = await app.runner.infer(decoded.inputs)
-            check_produced_outputs(app.model, outputs, decoded.output_names)
+            outputs = await app.infer(decoded.inputs, decoded.output_names)
             response = encode_infer_response(app.model, outputs, request=decoded, model_version=app.revision)
         except InferenceError as exc:
             await self._abort(context, exc, rid)
@@ -96,7 +90,7 @@ class RuntimeInferenceService:
 
     async def _check_model(self, name: str, version: str, context: Context) -> None:
         try:
-            self.app._check_model(name, version or None)
+            self.app.check_model(name, version or None)
         except InferenceError as exc:
             await self._abort(context, exc, None)
 
