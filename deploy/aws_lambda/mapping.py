@@ -154,15 +154,9 @@ class FunctionSpec:
     def create_parameters(self) -> dict[str, Any]:
         """create_function: an image function, not published (publish_revision publishes it)."""
         return {
-            "FunctionName": self.name,
+            **self.configuration_parameters(),
             "PackageType": "Image",
             "Code": {"ImageUri": self.image},
-            "ImageConfig": {"Command": [HANDLER]},
-            "Role": self.role,
-            "Timeout": self.timeout,
-            "MemorySize": self.memory_mb,
-            "Environment": {"Variables": dict(self.environment)},
-            "Description": self.description,
             "Tags": {MANAGED_BY_TAG: MANAGED_BY, FUNCTION_TAG: self.function},
             "Publish": False,
         }
